@@ -1,0 +1,216 @@
+//! `predmon report` against reference reports computed independently with
+//! scikit-learn (tests/fixtures/make_fixtures.py; regenerate with
+//! `target/test-venv/bin/python tests/fixtures/make_fixtures.py`).
+//!
+//! Each directory in tests/fixtures/report/ is one scenario: events.jsonl,
+//! an optional config.toml, args.json (extra CLI args) and expected.json.
+//! The binary runs as
+//! `predmon report --format json [--config config.toml] <args...> events.jsonl`
+//! and its JSON must match expected.json:
+//! - every key of expected must be present in the output and equal to it,
+//!   numbers to 1e-9 absolute (keys the contract leaves undefined, such as
+//!   ratios over zero samples, are left out of expected.json);
+//! - `models` and each `classes` object must have exactly the expected keys;
+//! - `confusion` and `events.rejected` treat a missing cell as 0, both ways;
+//! - `alerts` compare as an unordered set of (alert, class).
+
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const TOLERANCE: f64 = 1e-9;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/report")
+}
+
+fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
+}
+
+fn run_scenario(name: &str) {
+    let dir = fixtures().join(name);
+    let args: Vec<String> = serde_json::from_value(read_json(&dir.join("args.json")))
+        .expect("args.json is a list of strings");
+
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_predmon"));
+    cmd.args(["report", "--format", "json"]);
+    let config = dir.join("config.toml");
+    if config.exists() {
+        cmd.arg("--config").arg(&config);
+    }
+    cmd.args(&args).arg(dir.join("events.jsonl"));
+    let out = cmd.output().expect("cannot run predmon");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "scenario {name}: `predmon report` exited with {}\nstderr:\n{stderr}",
+        out.status
+    );
+    let actual: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "scenario {name}: stdout is not one JSON object: {e}\nstdout:\n{}\nstderr:\n{stderr}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    let expected = read_json(&dir.join("expected.json"));
+
+    let mut errors = Vec::new();
+    compare("$", None, &expected, &actual, &mut errors);
+    if !errors.is_empty() {
+        let shown = errors.len().min(40);
+        panic!(
+            "scenario {name}: {} mismatch(es) against expected.json{}:\n  {}",
+            errors.len(),
+            if shown < errors.len() {
+                format!(" (first {shown})")
+            } else {
+                String::new()
+            },
+            errors[..shown].join("\n  ")
+        );
+    }
+}
+
+/// `field` is the key this value sits under, or None under a model or class
+/// name (so that a class called "confusion" is not taken for the field).
+fn compare(
+    path: &str,
+    field: Option<&str>,
+    expected: &Value,
+    actual: &Value,
+    errors: &mut Vec<String>,
+) {
+    match (expected, actual) {
+        (Value::Number(e), Value::Number(a)) => {
+            let (e, a) = (e.as_f64().unwrap(), a.as_f64().unwrap());
+            if (e - a).abs() > TOLERANCE {
+                errors.push(format!(
+                    "{path}: expected {e}, actual {a} (diff {:e})",
+                    a - e
+                ));
+            }
+        }
+        (Value::Object(_), Value::Object(_)) if matches!(field, Some("confusion" | "rejected")) => {
+            compare_counts(path, expected, actual, errors)
+        }
+        (Value::Object(e), Value::Object(a)) => {
+            let names = matches!(field, Some("models" | "classes"));
+            if names {
+                for k in e.keys().filter(|k| !a.contains_key(*k)) {
+                    errors.push(format!("{path}: missing key {k:?}"));
+                }
+                for k in a.keys().filter(|k| !e.contains_key(*k)) {
+                    errors.push(format!("{path}: unexpected key {k:?}"));
+                }
+            }
+            for (k, ev) in e {
+                let child = if names { None } else { Some(k.as_str()) };
+                match a.get(k) {
+                    Some(av) => compare(&format!("{path}.{k}"), child, ev, av, errors),
+                    None if names => {} // reported above
+                    None => errors.push(format!("{path}.{k}: missing, expected {ev}")),
+                }
+            }
+        }
+        (Value::Array(e), Value::Array(a)) if field == Some("alerts") => {
+            let set = |v: &Vec<Value>| -> BTreeSet<(String, String)> {
+                v.iter()
+                    .map(|x| (x["alert"].to_string(), x["class"].to_string()))
+                    .collect()
+            };
+            let (es, as_) = (set(e), set(a));
+            if es != as_ || a.len() != as_.len() {
+                errors.push(format!(
+                    "{path}: expected {expected} (in any order), actual {actual}"
+                ));
+            }
+        }
+        (Value::Array(e), Value::Array(a)) => {
+            if e.len() != a.len() {
+                errors.push(format!(
+                    "{path}: expected {} elements, actual {}",
+                    e.len(),
+                    a.len()
+                ));
+            }
+            for (i, (ev, av)) in e.iter().zip(a).enumerate() {
+                compare(&format!("{path}[{i}]"), field, ev, av, errors);
+            }
+        }
+        (e, a) => {
+            if e != a {
+                errors.push(format!("{path}: expected {e}, actual {a}"));
+            }
+        }
+    }
+}
+
+/// Nested maps of counts where a missing entry means 0, on either side
+/// (`confusion`: actual -> predicted -> count; `events.rejected`: reason -> count).
+fn compare_counts(path: &str, expected: &Value, actual: &Value, errors: &mut Vec<String>) {
+    let (zero, empty) = (Value::from(0), Value::Object(Default::default()));
+    match (expected, actual) {
+        (Value::Object(e), Value::Object(a)) => {
+            let keys: BTreeSet<&String> = e.keys().chain(a.keys()).collect();
+            for k in keys {
+                let (ev, av) = (e.get(k), a.get(k));
+                let nested = ev.or(av).is_some_and(Value::is_object);
+                let missing = if nested { &empty } else { &zero };
+                let (ev, av) = (ev.unwrap_or(missing), av.unwrap_or(missing));
+                compare_counts(&format!("{path}.{k}"), ev, av, errors);
+            }
+        }
+        (Value::Number(e), Value::Number(a))
+            if (e.as_f64().unwrap() - a.as_f64().unwrap()).abs() <= TOLERANCE => {}
+        _ => errors.push(format!("{path}: expected {expected}, actual {actual}")),
+    }
+}
+
+macro_rules! scenarios {
+    ($($name:ident),* $(,)?) => {
+        const SCENARIOS: &[&str] = &[$(stringify!($name)),*];
+        $(
+            #[test]
+            fn $name() {
+                run_scenario(stringify!($name));
+            }
+        )*
+    };
+}
+
+scenarios!(
+    binary,
+    imbalanced_collapse,
+    zipf10,
+    only_predicted_only_true,
+    multi_model,
+    split_out_of_order,
+    scores_clamping,
+    window_edges_1m,
+    window_edges_5m,
+    rejections,
+    configured_classes,
+    alert_thresholds,
+    fields_remap,
+    limits_default,
+);
+
+/// A scenario directory without a test function here would never run.
+#[test]
+fn every_fixture_directory_has_a_test() {
+    let on_disk: BTreeSet<String> = std::fs::read_dir(fixtures())
+        .expect("tests/fixtures/report exists")
+        .map(|e| e.unwrap())
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let listed: BTreeSet<String> = SCENARIOS.iter().map(|s| s.to_string()).collect();
+    assert_eq!(
+        on_disk, listed,
+        "tests/fixtures/report/* and scenarios!(...) differ"
+    );
+}
