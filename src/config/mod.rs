@@ -1,0 +1,610 @@
+//! Configuration: the TOML file plus `PREDMON__SECTION__KEY` environment overrides,
+//! read into plain serde structs ([`raw`]) and validated into [`Settings`], the only
+//! form the rest of predmon sees. Validation reports every problem at once.
+
+pub mod raw;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use raw::{GenerateSource, KafkaSource, RawConfig, SourceConfig, StartAt};
+
+/// A window length as configured: its label (`"5m"`, `"all"`) is exported verbatim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowSpec {
+    pub label: String,
+    /// Number of buckets, or `None` for `all`.
+    pub buckets: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowBy {
+    /// The later of the two halves' times (the default).
+    Completion,
+    /// The prediction's time.
+    Prediction,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimestampUnit {
+    Seconds,
+    Millis,
+    Micros,
+    Nanos,
+}
+
+impl TimestampUnit {
+    pub fn nanos_per_unit(self) -> i64 {
+        match self {
+            TimestampUnit::Seconds => 1_000_000_000,
+            TimestampUnit::Millis => 1_000_000,
+            TimestampUnit::Micros => 1_000,
+            TimestampUnit::Nanos => 1,
+        }
+    }
+}
+
+/// JSON Pointers to the event fields, already split into unescaped segments.
+#[derive(Debug, Clone)]
+pub struct FieldSettings {
+    pub model: Vec<String>,
+    pub id: Vec<String>,
+    pub prediction: Vec<String>,
+    pub label: Vec<String>,
+    pub scores: Vec<String>,
+    pub timestamp: Vec<String>,
+    pub timestamp_unit: TimestampUnit,
+    pub default_model: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct MetricsSettings {
+    pub windows: Vec<WindowSpec>,
+    pub bucket: Duration,
+    pub window_by: WindowBy,
+}
+
+#[derive(Debug, Clone)]
+pub struct JoinSettings {
+    pub ttl: Duration,
+    pub max_pending: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_event_bytes: usize,
+    pub max_classes: usize,
+    pub max_models: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertThresholds {
+    pub min_support: u64,
+    pub min_samples: u64,
+    pub recall_floor: f64,
+    pub collapse_share: f64,
+    pub imbalance_ratio: f64,
+    pub chance_margin: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ModelSettings {
+    pub name: String,
+    pub classes: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StateSettings {
+    pub path: PathBuf,
+    pub interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub listen_address: String,
+    pub telemetry_path: String,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub fields: FieldSettings,
+    pub metrics: MetricsSettings,
+    pub join: JoinSettings,
+    pub limits: Limits,
+    pub alerts: AlertThresholds,
+    pub models: Vec<ModelSettings>,
+    pub sources: Vec<SourceConfig>,
+    pub state: Option<StateSettings>,
+    pub server: ServerSettings,
+    /// The raw form, kept for `check-config` output.
+    pub raw: RawConfig,
+}
+
+/// Every problem found in a configuration, each naming the key, the bad value and what is allowed.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    pub origin: String,
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration ({}): ", self.origin)?;
+        write!(f, "{}", self.problems.join("; "))
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings::from_raw(RawConfig::default()).expect("the built-in defaults are valid")
+    }
+}
+
+impl Settings {
+    /// Loads a TOML file (if given) with environment overrides from the process environment.
+    pub fn load(path: Option<&Path>) -> Result<Settings, ConfigError> {
+        Self::load_with_env(path, None)
+    }
+
+    /// As [`Settings::load`], with the environment given explicitly (tests) instead of the process's.
+    pub fn load_with_env(
+        path: Option<&Path>,
+        env: Option<BTreeMap<String, String>>,
+    ) -> Result<Settings, ConfigError> {
+        let origin = path
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "built-in defaults".to_string());
+        let fail = |problem: String| ConfigError {
+            origin: origin.clone(),
+            problems: vec![problem],
+        };
+        let mut builder = config::Config::builder();
+        if let Some(path) = path {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| fail(format!("cannot read config file {}: {e}", path.display())))?;
+            builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Toml));
+        }
+        let environment = config::Environment::with_prefix("PREDMON")
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true)
+            .list_separator(",")
+            .with_list_parse_key("metrics.windows")
+            .source(env.map(|m| m.into_iter().collect()));
+        let built = builder
+            .add_source(environment)
+            .build()
+            .map_err(|e| fail(e.to_string()))?;
+        let raw: RawConfig = built.try_deserialize().map_err(|e| fail(e.to_string()))?;
+        Settings::from_raw(raw).map_err(|problems| ConfigError { origin, problems })
+    }
+
+    /// Validates a raw configuration, collecting every problem.
+    pub fn from_raw(raw: RawConfig) -> Result<Settings, Vec<String>> {
+        let mut problems = Vec::new();
+        let mut pointer = |key: &str, value: &str| -> Vec<String> {
+            match parse_pointer(value) {
+                Ok(p) => p,
+                Err(why) => {
+                    problems.push(format!(
+                        "fields.{key}: `{value}` is not a JSON Pointer ({why}); write it like \"/label\" or \"/feedback/actual\""
+                    ));
+                    Vec::new()
+                }
+            }
+        };
+        let f = &raw.fields;
+        let model = pointer("model", &f.model);
+        let id = pointer("id", &f.id);
+        let prediction = pointer("prediction", &f.prediction);
+        let label = pointer("label", &f.label);
+        let scores = pointer("scores", &f.scores);
+        let timestamp = pointer("timestamp", &f.timestamp);
+        let timestamp_unit = match f.timestamp_unit.as_str() {
+            "s" => TimestampUnit::Seconds,
+            "ms" => TimestampUnit::Millis,
+            "us" => TimestampUnit::Micros,
+            "ns" => TimestampUnit::Nanos,
+            other => {
+                problems.push(format!(
+                    "fields.timestamp_unit: `{other}` is not a unit; allowed: s, ms, us, ns"
+                ));
+                TimestampUnit::Seconds
+            }
+        };
+        if f.default_model.is_empty() {
+            problems.push("fields.default_model: must not be empty".to_string());
+        }
+
+        let bucket = match parse_duration("metrics.bucket", &raw.metrics.bucket) {
+            Ok(d) if d.as_nanos() > 0 && d.subsec_nanos() == 0 => d,
+            Ok(_) => {
+                problems.push(format!(
+                    "metrics.bucket: `{}` must be a whole number of seconds, at least 1s",
+                    raw.metrics.bucket
+                ));
+                Duration::from_secs(10)
+            }
+            Err(e) => {
+                problems.push(e);
+                Duration::from_secs(10)
+            }
+        };
+        let mut windows = Vec::new();
+        if raw.metrics.windows.is_empty() {
+            problems.push(
+                "metrics.windows: must list at least one window, e.g. [\"5m\", \"all\"]".into(),
+            );
+        }
+        for w in &raw.metrics.windows {
+            if windows.iter().any(|x: &WindowSpec| &x.label == w) {
+                problems.push(format!("metrics.windows: `{w}` is listed twice"));
+                continue;
+            }
+            if w == "all" {
+                windows.push(WindowSpec {
+                    label: w.clone(),
+                    buckets: None,
+                });
+                continue;
+            }
+            match parse_duration("metrics.windows", w) {
+                Ok(d) => {
+                    let (dn, bn) = (d.as_nanos(), bucket.as_nanos());
+                    if dn == 0 || dn % bn != 0 {
+                        problems.push(format!(
+                            "metrics.windows: `{w}` is not a positive multiple of metrics.bucket ({}); use a multiple such as {} or `all`",
+                            raw.metrics.bucket,
+                            humantime::format_duration(bucket * 6)
+                        ));
+                    } else if dn / bn > 1_000_000 {
+                        problems.push(format!(
+                            "metrics.windows: `{w}` holds {} buckets of {}; at most 1000000 are allowed: use a larger bucket",
+                            dn / bn, raw.metrics.bucket
+                        ));
+                    } else {
+                        windows.push(WindowSpec {
+                            label: w.clone(),
+                            buckets: Some((dn / bn) as u32),
+                        });
+                    }
+                }
+                Err(e) => problems.push(e),
+            }
+        }
+        let window_by = match raw.metrics.window_by.as_str() {
+            "completion" => WindowBy::Completion,
+            "prediction" => WindowBy::Prediction,
+            other => {
+                problems.push(format!(
+                    "metrics.window_by: `{other}` is not allowed; use \"completion\" or \"prediction\""
+                ));
+                WindowBy::Completion
+            }
+        };
+
+        let ttl = parse_duration("join.ttl", &raw.join.ttl).unwrap_or_else(|e| {
+            problems.push(e);
+            Duration::from_secs(3600)
+        });
+        let positive = |problems: &mut Vec<String>, key: &str, v: i64| -> usize {
+            if v < 1 {
+                problems.push(format!("{key}: `{v}` must be a positive integer"));
+                1
+            } else {
+                v as usize
+            }
+        };
+        let max_pending = positive(&mut problems, "join.max_pending", raw.join.max_pending);
+        let max_event_bytes = positive(
+            &mut problems,
+            "limits.max_event_bytes",
+            raw.limits.max_event_bytes,
+        );
+        let max_classes = positive(&mut problems, "limits.max_classes", raw.limits.max_classes);
+        let max_models = positive(&mut problems, "limits.max_models", raw.limits.max_models);
+
+        let a = &raw.alerts;
+        if a.min_support < 0 {
+            problems.push(format!(
+                "alerts.min_support: `{}` must be >= 0",
+                a.min_support
+            ));
+        }
+        if a.min_samples < 0 {
+            problems.push(format!(
+                "alerts.min_samples: `{}` must be >= 0",
+                a.min_samples
+            ));
+        }
+        for (key, v, lo, hi) in [
+            ("alerts.recall_floor", a.recall_floor, 0.0, 1.0),
+            ("alerts.collapse_share", a.collapse_share, 0.0, 1.0),
+            ("alerts.chance_margin", a.chance_margin, 0.0, 1.0),
+            ("alerts.imbalance_ratio", a.imbalance_ratio, 1.0, f64::MAX),
+        ] {
+            if !(v.is_finite() && v >= lo && v <= hi) {
+                problems.push(format!("{key}: `{v}` must be a number in [{lo}, {hi}]"));
+            }
+        }
+
+        let mut models: Vec<ModelSettings> = Vec::new();
+        for (i, m) in raw.models.iter().enumerate() {
+            if m.name.is_empty() {
+                problems.push(format!("models[{i}].name: must not be empty"));
+            }
+            if models.iter().any(|x| x.name == m.name) {
+                problems.push(format!(
+                    "models[{i}].name: `{}` is configured twice",
+                    m.name
+                ));
+            }
+            if let Some(classes) = &m.classes {
+                if classes.is_empty() {
+                    problems.push(format!(
+                        "models[{i}].classes: the list for `{}` is empty; omit it to learn classes from the data",
+                        m.name
+                    ));
+                }
+                let mut seen = std::collections::HashSet::new();
+                for c in classes {
+                    if !seen.insert(c) {
+                        problems.push(format!("models[{i}].classes: `{c}` is listed twice"));
+                    }
+                }
+                if classes.len() > max_classes {
+                    problems.push(format!(
+                        "models[{i}].classes: {} classes exceed limits.max_classes ({max_classes})",
+                        classes.len()
+                    ));
+                }
+            }
+            models.push(ModelSettings {
+                name: m.name.clone(),
+                classes: m.classes.clone(),
+            });
+        }
+        if models.len() > max_models {
+            problems.push(format!(
+                "models: {} configured models exceed limits.max_models ({max_models})",
+                models.len()
+            ));
+        }
+
+        let state = match &raw.state {
+            Some(s) => {
+                let interval = parse_duration("state.interval", &s.interval).unwrap_or_else(|e| {
+                    problems.push(e);
+                    Duration::from_secs(10)
+                });
+                if s.path.as_os_str().is_empty() {
+                    problems.push("state.path: must not be empty".into());
+                }
+                Some(StateSettings {
+                    path: s.path.clone(),
+                    interval,
+                })
+            }
+            None => None,
+        };
+        for (i, s) in raw.sources.iter().enumerate() {
+            s.validate(i, &mut problems);
+        }
+        if !raw.server.telemetry_path.starts_with('/') {
+            problems.push(format!(
+                "server.telemetry_path: `{}` must start with /",
+                raw.server.telemetry_path
+            ));
+        }
+
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(Settings {
+            fields: FieldSettings {
+                model,
+                id,
+                prediction,
+                label,
+                scores,
+                timestamp,
+                timestamp_unit,
+                default_model: f.default_model.clone(),
+            },
+            metrics: MetricsSettings {
+                windows,
+                bucket,
+                window_by,
+            },
+            join: JoinSettings { ttl, max_pending },
+            limits: Limits {
+                max_event_bytes,
+                max_classes,
+                max_models,
+            },
+            alerts: AlertThresholds {
+                min_support: a.min_support.max(0) as u64,
+                min_samples: a.min_samples.max(0) as u64,
+                recall_floor: a.recall_floor,
+                collapse_share: a.collapse_share,
+                imbalance_ratio: a.imbalance_ratio,
+                chance_margin: a.chance_margin,
+            },
+            models,
+            sources: raw.sources.clone(),
+            state,
+            server: ServerSettings {
+                listen_address: raw.server.listen_address.clone(),
+                telemetry_path: raw.server.telemetry_path.clone(),
+            },
+            raw,
+        })
+    }
+
+    /// The effective configuration as TOML, with secrets redacted.
+    pub fn to_toml_redacted(&self) -> String {
+        let mut raw = self.raw.clone();
+        for s in &mut raw.sources {
+            s.redact();
+        }
+        toml::to_string_pretty(&raw).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+/// Parses `10s`, `1m`, `5m`, `1h`, `2d` (and humantime's combinations such as `1h30m`).
+pub fn parse_duration(key: &str, text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim()).map_err(|e| {
+        format!("{key}: `{text}` is not a duration ({e}); write it like 10s, 5m, 1h or 2d")
+    })
+}
+
+/// Splits an RFC 6901 JSON Pointer into unescaped segments.
+pub fn parse_pointer(text: &str) -> Result<Vec<String>, String> {
+    if text.is_empty() {
+        return Err("it is empty: the whole document cannot be a field".into());
+    }
+    let Some(rest) = text.strip_prefix('/') else {
+        return Err("it must start with /".into());
+    };
+    rest.split('/')
+        .map(|seg| {
+            let mut out = String::with_capacity(seg.len());
+            let mut chars = seg.chars();
+            while let Some(c) = chars.next() {
+                if c == '~' {
+                    match chars.next() {
+                        Some('0') => out.push('~'),
+                        Some('1') => out.push('/'),
+                        _ => return Err("`~` must be followed by 0 or 1".to_string()),
+                    }
+                } else {
+                    out.push(c);
+                }
+            }
+            Ok(out)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_toml(text: &str) -> Result<Settings, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, text).unwrap();
+        Settings::load_with_env(Some(&path), Some(BTreeMap::new()))
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let s = Settings::default();
+        let labels: Vec<_> = s.metrics.windows.iter().map(|w| w.label.as_str()).collect();
+        assert_eq!(labels, ["1m", "5m", "1h", "all"]);
+        assert_eq!(s.metrics.windows[1].buckets, Some(30));
+        assert_eq!(s.metrics.bucket, Duration::from_secs(10));
+        assert_eq!(s.join.ttl, Duration::from_secs(3600));
+        assert_eq!(s.join.max_pending, 1_000_000);
+        assert_eq!(s.limits.max_event_bytes, 1_048_576);
+        assert_eq!((s.limits.max_classes, s.limits.max_models), (100, 100));
+        assert_eq!(s.alerts.min_support, 30);
+        assert_eq!(s.alerts.recall_floor, 0.1);
+        assert_eq!(s.fields.label, ["label"]);
+        assert_eq!(s.fields.default_model, "default");
+        assert_eq!(s.server.listen_address, "0.0.0.0:9835");
+    }
+
+    #[test]
+    fn window_not_a_multiple_of_bucket_is_named() {
+        let err =
+            load_toml("[metrics]\nwindows = [\"15s\", \"all\"]\nbucket = \"10s\"\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains(
+                "metrics.windows: `15s` is not a positive multiple of metrics.bucket (10s)"
+            ),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let err = load_toml(
+            "[fields]\nlabel = \"label\"\ntimestamp_unit = \"hours\"\n[metrics]\nwindow_by = \"arrival\"\n[limits]\nmax_classes = 0\n",
+        )
+        .unwrap_err();
+        assert_eq!(err.problems.len(), 4, "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("fields.label: `label` is not a JSON Pointer"),
+            "{msg}"
+        );
+        assert!(msg.contains("fields.timestamp_unit: `hours`"), "{msg}");
+        assert!(msg.contains("metrics.window_by: `arrival`"), "{msg}");
+        assert!(
+            msg.contains("limits.max_classes: `0` must be a positive integer"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = load_toml("[limits]\nmax_clases = 5\n").unwrap_err();
+        assert!(err.to_string().contains("max_clases"), "{err}");
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[limits]\nmax_classes = 7\n[alerts]\nrecall_floor = 0.2\n",
+        )
+        .unwrap();
+        let env = BTreeMap::from([
+            ("PREDMON__LIMITS__MAX_CLASSES".to_string(), "9".to_string()),
+            (
+                "PREDMON__METRICS__WINDOWS".to_string(),
+                "5m,all".to_string(),
+            ),
+            (
+                "PREDMON__FIELDS__LABEL".to_string(),
+                "/feedback/actual".to_string(),
+            ),
+        ]);
+        let s = Settings::load_with_env(Some(&path), Some(env)).unwrap();
+        assert_eq!(s.limits.max_classes, 9);
+        assert_eq!(s.alerts.recall_floor, 0.2);
+        assert_eq!(s.metrics.windows.len(), 2);
+        assert_eq!(s.fields.label, ["feedback", "actual"]);
+    }
+
+    #[test]
+    fn pointers_unescape() {
+        assert_eq!(parse_pointer("/a~1b/c~0d").unwrap(), ["a/b", "c~d"]);
+        assert!(parse_pointer("label").is_err());
+        assert!(parse_pointer("/a~2").is_err());
+    }
+
+    #[test]
+    fn models_and_classes_are_checked() {
+        let err = load_toml(
+            "[[models]]\nname = \"m\"\nclasses = [\"a\", \"a\"]\n[[models]]\nname = \"m\"\n",
+        )
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("models[0].classes: `a` is listed twice"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("models[1].name: `m` is configured twice"),
+            "{msg}"
+        );
+    }
+}

@@ -1,0 +1,410 @@
+//! The aggregation engine: interned models and classes, the `all` totals and the
+//! windows of each model, the watermark, and the per-model operational counters.
+//! One owner mutates it; readers take [`Engine::model_stats`] snapshots.
+
+pub mod alerts;
+pub mod counts;
+pub mod stats;
+pub mod window;
+
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{AlertThresholds, Settings, WindowSpec};
+use crate::event::{Rejection, Side};
+use counts::{Dense, Sum};
+use stats::{ModelStats, Scope};
+use window::{Placement, Ring};
+
+/// Upper bounds (seconds) of the label-delay histogram buckets.
+pub const LABEL_DELAY_BUCKETS: [f64; 14] = [
+    0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 21600.0, 86400.0,
+];
+
+/// A cumulative-ready histogram: per-bucket counts (last is +Inf), sum and count.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Histogram {
+    pub counts: Vec<u64>,
+    pub sum: f64,
+    pub count: u64,
+}
+
+impl Histogram {
+    pub fn observe(&mut self, v: f64) {
+        if self.counts.is_empty() {
+            self.counts = vec![0; LABEL_DELAY_BUCKETS.len() + 1];
+        }
+        let i = LABEL_DELAY_BUCKETS.partition_point(|&b| b < v);
+        self.counts[i] += 1;
+        self.sum += v;
+        self.count += 1;
+    }
+}
+
+/// One joined sample, ready to be counted.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    pub model: u32,
+    pub actual: u32,
+    pub predicted: u32,
+    pub time_ns: i64,
+    /// The log-loss term, when the sample carried scores.
+    pub loss: Option<f64>,
+}
+
+/// Totals over every sample since start (or the restored state).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Totals {
+    cells: Dense,
+    samples: u64,
+    scored: u64,
+    loss: Sum,
+    first_ns: Option<i64>,
+    last_ns: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelState {
+    pub name: String,
+    classes: Vec<String>,
+    #[serde(skip)]
+    class_index: FxHashMap<String, u32>,
+    configured: usize,
+    totals: Totals,
+    ring: Ring,
+    pub late_samples: u64,
+    /// Expired pending halves, indexed by [`Side`] (prediction, label).
+    pub join_expired: [u64; 2],
+    pub label_delay: Histogram,
+}
+
+impl ModelState {
+    pub fn class_name(&self, class: u32) -> &str {
+        &self.classes[class as usize]
+    }
+
+    pub fn class_names(&self) -> &[String] {
+        &self.classes
+    }
+
+    pub fn samples(&self) -> u64 {
+        self.totals.samples
+    }
+
+    /// The `all` confusion cells (actual, predicted, count), for the counter metric.
+    pub fn confusion_totals(&self) -> impl Iterator<Item = (u32, u32, u64)> + '_ {
+        self.totals.cells.nonzero()
+    }
+
+    fn intern(&mut self, class: &str) -> u32 {
+        if let Some(&i) = self.class_index.get(class) {
+            return i;
+        }
+        let i = self.classes.len() as u32;
+        self.classes.push(class.to_string());
+        self.class_index.insert(class.to_string(), i);
+        let needed = self.classes.len();
+        let stride = self.totals.cells.stride();
+        if needed > stride {
+            let grown = needed.max(stride + stride / 2).max(4);
+            self.totals.cells.grow(grown);
+            self.ring.grow(grown);
+        }
+        i
+    }
+}
+
+/// What the engine is: windows, thresholds, limits. Shared by `report` and `run`.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    pub windows: Vec<WindowSpec>,
+    pub bucket_ns: i64,
+    pub alerts: AlertThresholds,
+    pub max_models: usize,
+    pub max_classes: usize,
+    pub configured: FxHashMap<String, Vec<String>>,
+}
+
+impl EngineSettings {
+    pub fn new(settings: &Settings, windows: Vec<WindowSpec>) -> EngineSettings {
+        EngineSettings {
+            windows,
+            bucket_ns: settings.metrics.bucket.as_nanos() as i64,
+            alerts: settings.alerts.clone(),
+            max_models: settings.limits.max_models,
+            max_classes: settings.limits.max_classes,
+            configured: settings
+                .models
+                .iter()
+                .filter_map(|m| m.classes.clone().map(|c| (m.name.clone(), c)))
+                .collect(),
+        }
+    }
+
+    fn window_lengths(&self) -> Vec<u32> {
+        self.windows.iter().filter_map(|w| w.buckets).collect()
+    }
+}
+
+/// A scope of [`Engine::model_stats`]: `all`, or the i-th configured window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScopeId {
+    All,
+    Window(usize),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Engine {
+    #[serde(skip)]
+    settings: Option<EngineSettings>,
+    models: Vec<ModelState>,
+    #[serde(skip)]
+    model_index: FxHashMap<String, u32>,
+    /// Bucket index of the newest sample time (or wall clock), one for all models.
+    watermark_bucket: Option<i64>,
+    watermark_ns: Option<i64>,
+}
+
+impl Engine {
+    pub fn new(settings: EngineSettings) -> Engine {
+        Engine {
+            settings: Some(settings),
+            models: Vec::new(),
+            model_index: FxHashMap::default(),
+            watermark_bucket: None,
+            watermark_ns: None,
+        }
+    }
+
+    pub fn settings(&self) -> &EngineSettings {
+        self.settings
+            .as_ref()
+            .expect("engine settings are set at construction and restore")
+    }
+
+    /// Re-attaches settings and rebuilds indexes after deserializing a snapshot.
+    pub fn restored(mut self, settings: EngineSettings) -> Result<Engine, String> {
+        let lengths = settings.window_lengths();
+        for m in &mut self.models {
+            if m.ring.windows.iter().map(|w| w.buckets).collect::<Vec<_>>() != lengths {
+                return Err(
+                    "the snapshot was written with other metrics.windows or metrics.bucket".into(),
+                );
+            }
+            m.class_index = m
+                .classes
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (c.clone(), i as u32))
+                .collect();
+        }
+        self.model_index = self
+            .models
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.name.clone(), i as u32))
+            .collect();
+        self.settings = Some(settings);
+        Ok(self)
+    }
+
+    pub fn models(&self) -> &[ModelState] {
+        &self.models
+    }
+
+    pub fn model(&self, model: u32) -> &ModelState {
+        &self.models[model as usize]
+    }
+
+    pub fn model_id(&self, name: &str) -> Option<u32> {
+        self.model_index.get(name).copied()
+    }
+
+    pub fn watermark_ns(&self) -> Option<i64> {
+        self.watermark_ns
+    }
+
+    /// Admits an accepted event's model and classes, or says which limit it would break.
+    /// A rejected event takes no slot.
+    pub fn admit(
+        &mut self,
+        model: &str,
+        classes: [Option<&str>; 2],
+    ) -> Result<(u32, [u32; 2]), Rejection> {
+        let settings = self.settings.as_ref().expect("settings");
+        let existing = self.model_index.get(model).copied();
+        if existing.is_none() && self.models.len() >= settings.max_models {
+            return Err(Rejection::ModelLimit);
+        }
+        if let Some(m) = existing {
+            let state = &self.models[m as usize];
+            let mut new = 0;
+            for (i, c) in classes.iter().enumerate() {
+                if let Some(c) = c {
+                    let repeated = i == 1 && classes[0] == Some(*c);
+                    if !repeated && !state.class_index.contains_key(*c) {
+                        new += 1;
+                    }
+                }
+            }
+            if state.classes.len() + new > settings.max_classes {
+                return Err(Rejection::ClassLimit);
+            }
+        } else {
+            let configured = settings.configured.get(model).map_or(0, Vec::len);
+            let new = match classes {
+                [Some(a), Some(b)] if a != b => 2,
+                [None, None] => 0,
+                _ => 1,
+            };
+            if configured == 0 && new > settings.max_classes {
+                return Err(Rejection::ClassLimit);
+            }
+        }
+        let m = match existing {
+            Some(m) => m,
+            None => self.create_model(model),
+        };
+        let state = &mut self.models[m as usize];
+        let ids = [
+            classes[0].map_or(u32::MAX, |c| state.intern(c)),
+            classes[1].map_or(u32::MAX, |c| state.intern(c)),
+        ];
+        Ok((m, ids))
+    }
+
+    fn create_model(&mut self, name: &str) -> u32 {
+        let settings = self.settings.as_ref().expect("settings");
+        let configured = settings.configured.get(name).cloned().unwrap_or_default();
+        let stride = configured.len().max(4);
+        let mut state = ModelState {
+            name: name.to_string(),
+            classes: Vec::new(),
+            class_index: FxHashMap::default(),
+            configured: configured.len(),
+            totals: Totals {
+                cells: Dense::with_stride(stride),
+                ..Default::default()
+            },
+            ring: Ring::new(&settings.window_lengths(), stride),
+            late_samples: 0,
+            join_expired: [0; 2],
+            label_delay: Histogram::default(),
+        };
+        for c in &configured {
+            state.intern(c);
+        }
+        let id = self.models.len() as u32;
+        self.model_index.insert(name.to_string(), id);
+        self.models.push(state);
+        id
+    }
+
+    fn bucket_of(&self, t_ns: i64) -> i64 {
+        t_ns.div_euclid(self.settings().bucket_ns)
+    }
+
+    /// Moves the watermark forward to `t_ns` (never back): the newest sample time, or in
+    /// the daemon also the wall clock.
+    pub fn advance_watermark(&mut self, t_ns: i64) {
+        if self.watermark_ns.is_none_or(|w| t_ns > w) {
+            self.watermark_ns = Some(t_ns);
+            self.watermark_bucket = Some(self.bucket_of(t_ns));
+        }
+    }
+
+    pub fn record(&mut self, s: Sample) {
+        self.advance_watermark(s.time_ns);
+        let bucket = self.bucket_of(s.time_ns);
+        let head = self.watermark_bucket.expect("set above");
+        let m = &mut self.models[s.model as usize];
+        let t = &mut m.totals;
+        t.cells.add(s.actual, s.predicted, 1);
+        t.samples += 1;
+        if let Some(l) = s.loss {
+            t.scored += 1;
+            t.loss.add(l);
+        }
+        t.first_ns = Some(t.first_ns.map_or(s.time_ns, |f| f.min(s.time_ns)));
+        t.last_ns = Some(t.last_ns.map_or(s.time_ns, |l| l.max(s.time_ns)));
+        m.ring.advance_to(head);
+        if m.ring.record(bucket, s.actual, s.predicted, s.loss) == Placement::Late {
+            m.late_samples += 1;
+        }
+    }
+
+    pub fn observe_label_delay(&mut self, model: u32, seconds: f64) {
+        self.models[model as usize].label_delay.observe(seconds);
+    }
+
+    pub fn count_expired(&mut self, model: u32, side: Side) {
+        self.models[model as usize].join_expired[side as usize] += 1;
+    }
+
+    /// The end (exclusive, ns) of the watermark's bucket.
+    pub fn watermark_bucket_end_ns(&self) -> Option<i64> {
+        self.watermark_bucket
+            .map(|b| (b + 1) * self.settings().bucket_ns)
+    }
+
+    /// Computes every Section 2 figure and the alerts for one model and scope.
+    pub fn model_stats(&mut self, model: u32, scope: ScopeId) -> ModelStats {
+        let settings = self.settings.as_ref().expect("settings");
+        let bucket_secs = settings.bucket_ns as f64 / 1e9;
+        let m = &mut self.models[model as usize];
+        if let Some(head) = self.watermark_bucket {
+            m.ring.advance_to(head);
+        }
+        let classes = m.classes.len();
+        let view = match scope {
+            ScopeId::All => {
+                let t = &m.totals;
+                let span = match (t.first_ns, t.last_ns) {
+                    (Some(f), Some(l)) => (l - f) as f64 / 1e9,
+                    _ => 0.0,
+                };
+                Scope {
+                    cells: &t.cells,
+                    classes,
+                    configured: m.configured,
+                    samples: t.samples,
+                    scored: t.scored,
+                    loss_sum: t.loss.value(),
+                    seconds: span,
+                }
+            }
+            ScopeId::Window(w) => {
+                let s = m.ring.window_stats(w);
+                let sums = &m.ring.windows[w];
+                Scope {
+                    cells: &sums.cells,
+                    classes,
+                    configured: m.configured,
+                    samples: s.samples,
+                    scored: s.scored,
+                    loss_sum: s.loss.value(),
+                    seconds: sums.buckets as f64 * bucket_secs,
+                }
+            }
+        };
+        stats::compute(&view, &settings.alerts)
+    }
+
+    /// The scope of each configured window label, in configuration order.
+    pub fn scopes(&self) -> Vec<(String, ScopeId)> {
+        let mut windowed = 0;
+        self.settings()
+            .windows
+            .iter()
+            .map(|w| {
+                let scope = if w.buckets.is_some() {
+                    windowed += 1;
+                    ScopeId::Window(windowed - 1)
+                } else {
+                    ScopeId::All
+                };
+                (w.label.clone(), scope)
+            })
+            .collect()
+    }
+}

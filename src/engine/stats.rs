@@ -1,0 +1,253 @@
+//! The definitions of contract Section 2, computed from one set of counts (all samples
+//! or one window). scikit-learn is the reference: `precision_recall_fscore_support`
+//! with `zero_division=0`, `accuracy_score`, `balanced_accuracy_score`.
+
+use super::alerts::{self, Alert};
+use super::counts::Dense;
+use crate::config::AlertThresholds;
+
+/// Precision, recall and F1.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Prf {
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassStats {
+    /// Index into the model's class names.
+    pub class: u32,
+    pub prf: Prf,
+    pub support: u64,
+    pub predicted: u64,
+    pub tp: u64,
+    pub fp: u64,
+    pub fn_: u64,
+    pub tn: u64,
+    pub label_share: f64,
+    pub prediction_share: f64,
+}
+
+/// Everything predmon reports for one model over one scope.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelStats {
+    pub samples: u64,
+    pub accuracy: f64,
+    pub balanced_accuracy: f64,
+    pub majority_baseline_accuracy: f64,
+    /// `None` when no sample in scope carried scores.
+    pub log_loss: Option<f64>,
+    pub samples_per_second: f64,
+    pub imbalance_ratio: f64,
+    pub micro: Prf,
+    pub macro_: Prf,
+    pub weighted: Prf,
+    /// One entry per class of L, in class-index order.
+    pub classes: Vec<ClassStats>,
+    /// Non-zero cells as (actual, predicted, count).
+    pub confusion: Vec<(u32, u32, u64)>,
+    pub alerts: Vec<Alert>,
+}
+
+/// The counts of one scope, borrowed from the engine.
+pub struct Scope<'a> {
+    pub cells: &'a Dense,
+    /// Number of interned classes of the model.
+    pub classes: usize,
+    /// Classes `0..configured` are the configured ones; 0 when L comes from the data.
+    pub configured: usize,
+    pub samples: u64,
+    pub scored: u64,
+    pub loss_sum: f64,
+    /// Denominator of samples_per_second: the window length, or the `all` time span.
+    pub seconds: f64,
+}
+
+fn ratio(num: f64, den: f64) -> f64 {
+    if den == 0.0 {
+        0.0
+    } else {
+        num / den
+    }
+}
+
+pub fn compute(scope: &Scope, thresholds: &AlertThresholds) -> ModelStats {
+    let k = scope.classes;
+    let mut support = vec![0u64; k];
+    let mut predicted = vec![0u64; k];
+    let mut correct = 0u64;
+    let mut confusion = Vec::new();
+    for a in 0..k {
+        for p in 0..k {
+            let n = scope.cells.get(a, p);
+            if n > 0 {
+                support[a] += n;
+                predicted[p] += n;
+                if a == p {
+                    correct += n;
+                }
+                confusion.push((a as u32, p as u32, n));
+            }
+        }
+    }
+    let n = scope.samples;
+    let nf = n as f64;
+    let labels: Vec<usize> = if scope.configured > 0 {
+        (0..scope.configured).collect()
+    } else {
+        (0..k)
+            .filter(|&c| support[c] > 0 || predicted[c] > 0)
+            .collect()
+    };
+
+    let mut classes = Vec::with_capacity(labels.len());
+    let (mut tp_sum, mut pred_sum, mut true_sum) = (0u64, 0u64, 0u64);
+    let (mut macro_sum, mut weighted_sum) = (Prf::default(), Prf::default());
+    let (mut recall_sum, mut recall_classes) = (0.0, 0u64);
+    let (mut max_support, mut min_support) = (0u64, u64::MAX);
+    for &c in &labels {
+        let tp = scope.cells.get(c, c);
+        let (sup, pred) = (support[c], predicted[c]);
+        let (fp, fn_) = (pred - tp, sup - tp);
+        let prf = Prf {
+            precision: ratio(tp as f64, pred as f64),
+            recall: ratio(tp as f64, sup as f64),
+            f1: ratio(2.0 * tp as f64, (2 * tp + fp + fn_) as f64),
+        };
+        tp_sum += tp;
+        pred_sum += pred;
+        true_sum += sup;
+        macro_sum.precision += prf.precision;
+        macro_sum.recall += prf.recall;
+        macro_sum.f1 += prf.f1;
+        let w = sup as f64;
+        weighted_sum.precision += prf.precision * w;
+        weighted_sum.recall += prf.recall * w;
+        weighted_sum.f1 += prf.f1 * w;
+        if sup > 0 {
+            recall_sum += prf.recall;
+            recall_classes += 1;
+            max_support = max_support.max(sup);
+            min_support = min_support.min(sup);
+        }
+        classes.push(ClassStats {
+            class: c as u32,
+            prf,
+            support: sup,
+            predicted: pred,
+            tp,
+            fp,
+            fn_,
+            tn: n - tp - fp - fn_,
+            label_share: ratio(sup as f64, nf),
+            prediction_share: ratio(pred as f64, nf),
+        });
+    }
+    let l = labels.len() as f64;
+    let micro = Prf {
+        precision: ratio(tp_sum as f64, pred_sum as f64),
+        recall: ratio(tp_sum as f64, true_sum as f64),
+        f1: ratio(2.0 * tp_sum as f64, (true_sum + pred_sum) as f64),
+    };
+    let macro_ = Prf {
+        precision: ratio(macro_sum.precision, l),
+        recall: ratio(macro_sum.recall, l),
+        f1: ratio(macro_sum.f1, l),
+    };
+    let tw = true_sum as f64;
+    let weighted = Prf {
+        precision: ratio(weighted_sum.precision, tw),
+        recall: ratio(weighted_sum.recall, tw),
+        f1: ratio(weighted_sum.f1, tw),
+    };
+    let mut stats = ModelStats {
+        samples: n,
+        accuracy: ratio(correct as f64, nf),
+        balanced_accuracy: ratio(recall_sum, recall_classes as f64),
+        majority_baseline_accuracy: ratio(max_support as f64, nf),
+        log_loss: (scope.scored > 0).then(|| scope.loss_sum / scope.scored as f64),
+        samples_per_second: ratio(nf, scope.seconds),
+        imbalance_ratio: if recall_classes > 0 {
+            max_support as f64 / min_support as f64
+        } else {
+            0.0
+        },
+        micro,
+        macro_,
+        weighted,
+        classes,
+        confusion,
+        alerts: Vec::new(),
+    };
+    stats.alerts = alerts::evaluate(&stats, thresholds);
+    stats
+}
+
+/// The log-loss term of one sample: `-ln(clamp(p_actual, 1e-15, 1 - 1e-15))`.
+pub fn log_loss_term(p_actual: f64) -> f64 {
+    const EPS: f64 = 1e-15;
+    -p_actual.clamp(EPS, 1.0 - EPS).ln()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scope_of(cells: &Dense, classes: usize, configured: usize) -> ModelStats {
+        let samples = cells.nonzero().map(|c| c.2).sum();
+        let scope = Scope {
+            cells,
+            classes,
+            configured,
+            samples,
+            scored: 0,
+            loss_sum: 0.0,
+            seconds: 10.0,
+        };
+        compute(&scope, &crate::config::Settings::default().alerts)
+    }
+
+    /// y_true = [0,0,0,1,1,2], y_pred = [0,0,1,1,0,0]; values from scikit-learn 1.5:
+    /// precision_recall_fscore_support(..., zero_division=0).
+    #[test]
+    fn matches_scikit_learn_on_a_small_case() {
+        let mut d = Dense::with_stride(3);
+        for (a, p) in [(0, 0), (0, 0), (0, 1), (1, 1), (1, 0), (2, 0)] {
+            d.add(a, p, 1);
+        }
+        let s = scope_of(&d, 3, 0);
+        let p: Vec<f64> = s.classes.iter().map(|c| c.prf.precision).collect();
+        let r: Vec<f64> = s.classes.iter().map(|c| c.prf.recall).collect();
+        assert_eq!(p, [0.5, 0.5, 0.0]);
+        assert!((r[0] - 2.0 / 3.0).abs() < 1e-15 && r[1] == 0.5 && r[2] == 0.0);
+        assert!((s.accuracy - 0.5).abs() < 1e-15);
+        assert!((s.micro.f1 - 0.5).abs() < 1e-15);
+        // macro f1 = mean(4/7, 1/2, 0)
+        assert!((s.macro_.f1 - (4.0 / 7.0 + 0.5) / 3.0).abs() < 1e-15);
+        // balanced accuracy = mean(2/3, 1/2, 0)
+        assert!((s.balanced_accuracy - (2.0 / 3.0 + 0.5) / 3.0).abs() < 1e-15);
+        assert_eq!(s.majority_baseline_accuracy, 0.5);
+        assert_eq!(s.imbalance_ratio, 3.0);
+        assert_eq!(s.samples_per_second, 0.6);
+    }
+
+    #[test]
+    fn configured_classes_without_samples_are_zero_rows() {
+        let mut d = Dense::with_stride(3);
+        d.add(0, 0, 4);
+        let s = scope_of(&d, 3, 3);
+        assert_eq!(s.classes.len(), 3);
+        assert_eq!(s.classes[2].support, 0);
+        assert!((s.macro_.f1 - 1.0 / 3.0).abs() < 1e-15);
+        let learned = scope_of(&d, 3, 0);
+        assert_eq!(learned.classes.len(), 1);
+    }
+
+    #[test]
+    fn log_loss_clamps() {
+        assert!((log_loss_term(0.0) - 34.538776394910684).abs() < 1e-12);
+        assert_eq!(log_loss_term(1.0), -(1.0f64 - 1e-15).ln());
+        assert!(log_loss_term(1.0) > 0.0 && log_loss_term(1.0) < 1.2e-15);
+    }
+}

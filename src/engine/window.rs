@@ -1,0 +1,336 @@
+//! Time windows (contract Section 3): a ring of epoch-aligned buckets spanning the
+//! longest window, plus running sums per window. A sample costs O(windows); moving
+//! the head subtracts only the buckets that leave each window, O(their non-zero cells).
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+use super::counts::{Dense, Sum};
+
+/// Per-bucket scalars besides the confusion cells.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct BucketStats {
+    pub samples: u64,
+    pub scored: u64,
+    pub loss: Sum,
+}
+
+impl BucketStats {
+    fn add(&mut self, loss: Option<f64>) {
+        self.samples += 1;
+        if let Some(l) = loss {
+            self.scored += 1;
+            self.loss.add(l);
+        }
+    }
+}
+
+/// A bucket older than the head, stored sparsely: (actual, predicted, count).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ClosedBucket {
+    index: i64,
+    cells: Vec<(u16, u16, u32)>,
+    stats: BucketStats,
+}
+
+impl ClosedBucket {
+    fn add(&mut self, actual: u32, predicted: u32, loss: Option<f64>) {
+        let (a, p) = (actual as u16, predicted as u16);
+        match self.cells.iter_mut().find(|c| c.0 == a && c.1 == p) {
+            Some(c) => c.2 += 1,
+            None => self.cells.push((a, p, 1)),
+        }
+        self.stats.add(loss);
+    }
+}
+
+/// The running totals of one window length.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WindowSums {
+    /// Length in buckets.
+    pub buckets: u32,
+    pub cells: Dense,
+    pub samples: u64,
+}
+
+/// Where a recorded sample landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// Inside the ring (and so in every window whose range covers its bucket).
+    InRing,
+    /// Older than the oldest bucket of the longest window: counted in `all` only.
+    Late,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Ring {
+    /// Buckets of the longest window; 0 when only `all` is configured.
+    span: u32,
+    /// Index (time / bucket width) of the newest bucket, once any sample or clock moved it.
+    head: Option<i64>,
+    head_cells: Dense,
+    head_touched: Vec<u32>,
+    head_stats: BucketStats,
+    /// Non-empty buckets older than the head and inside the span, oldest first.
+    closed: VecDeque<ClosedBucket>,
+    pub windows: Vec<WindowSums>,
+}
+
+impl Ring {
+    /// `lengths`: each window's length in buckets.
+    pub fn new(lengths: &[u32], stride: usize) -> Ring {
+        Ring {
+            span: lengths.iter().copied().max().unwrap_or(0),
+            head: None,
+            head_cells: Dense::with_stride(stride),
+            head_touched: Vec::new(),
+            head_stats: BucketStats::default(),
+            closed: VecDeque::new(),
+            windows: lengths
+                .iter()
+                .map(|&buckets| WindowSums {
+                    buckets,
+                    cells: Dense::with_stride(stride),
+                    samples: 0,
+                })
+                .collect(),
+        }
+    }
+
+    pub fn grow(&mut self, stride: usize) {
+        if stride <= self.head_cells.stride() {
+            return;
+        }
+        // Touched offsets are flat indices under the old stride: translate them.
+        let old: Vec<(u32, u32)> = self
+            .head_touched
+            .iter()
+            .map(|&o| self.head_cells.cell_of(o as usize))
+            .collect();
+        self.head_cells.grow(stride);
+        self.head_touched = old
+            .iter()
+            .map(|&(a, p)| self.head_cells.offset(a, p) as u32)
+            .collect();
+        for w in &mut self.windows {
+            w.cells.grow(stride);
+        }
+    }
+
+    pub fn head(&self) -> Option<i64> {
+        self.head
+    }
+
+    /// Adds one sample whose time falls in bucket `bucket`; moves the head forward if needed.
+    pub fn record(
+        &mut self,
+        bucket: i64,
+        actual: u32,
+        predicted: u32,
+        loss: Option<f64>,
+    ) -> Placement {
+        if self.span == 0 {
+            return Placement::InRing;
+        }
+        let head = match self.head {
+            Some(h) if bucket <= h => h,
+            _ => {
+                self.advance_to(bucket);
+                bucket
+            }
+        };
+        let age = head - bucket;
+        if age >= self.span as i64 {
+            return Placement::Late;
+        }
+        if age == 0 {
+            let offset = self.head_cells.offset(actual, predicted);
+            if self.head_cells.get(actual as usize, predicted as usize) == 0 {
+                self.head_touched.push(offset as u32);
+            }
+            self.head_cells.add(actual, predicted, 1);
+            self.head_stats.add(loss);
+        } else {
+            let at = self.closed.partition_point(|b| b.index < bucket);
+            if self.closed.get(at).is_none_or(|b| b.index != bucket) {
+                self.closed.insert(
+                    at,
+                    ClosedBucket {
+                        index: bucket,
+                        cells: Vec::new(),
+                        stats: BucketStats::default(),
+                    },
+                );
+            }
+            self.closed[at].add(actual, predicted, loss);
+        }
+        for w in &mut self.windows {
+            if age < w.buckets as i64 {
+                w.cells.add(actual, predicted, 1);
+                w.samples += 1;
+            }
+        }
+        Placement::InRing
+    }
+
+    /// Moves the head to `bucket` (never backwards): closes the old head and subtracts
+    /// from each window the buckets that fall out of it.
+    pub fn advance_to(&mut self, bucket: i64) {
+        let Some(old_head) = self.head else {
+            self.head = Some(bucket);
+            return;
+        };
+        if bucket <= old_head || self.span == 0 {
+            self.head = Some(bucket.max(old_head));
+            return;
+        }
+        self.close_head(old_head);
+        for w in &mut self.windows {
+            let old_start = old_head - w.buckets as i64 + 1;
+            let new_start = bucket - w.buckets as i64 + 1;
+            let first = self.closed.partition_point(|b| b.index < old_start);
+            for b in self
+                .closed
+                .iter()
+                .skip(first)
+                .take_while(|b| b.index < new_start)
+            {
+                for &(a, p, n) in &b.cells {
+                    w.cells.sub(a as u32, p as u32, n as u64);
+                }
+                w.samples -= b.stats.samples;
+            }
+        }
+        let oldest_kept = bucket - self.span as i64 + 1;
+        while self.closed.front().is_some_and(|b| b.index < oldest_kept) {
+            self.closed.pop_front();
+        }
+        self.head = Some(bucket);
+    }
+
+    fn close_head(&mut self, index: i64) {
+        if self.head_stats.samples == 0 {
+            return;
+        }
+        let mut cells = Vec::with_capacity(self.head_touched.len());
+        for &offset in &self.head_touched {
+            let (a, p) = self.head_cells.cell_of(offset as usize);
+            let n = self.head_cells.take(offset as usize);
+            cells.push((a as u16, p as u16, n as u32));
+        }
+        self.head_touched.clear();
+        let stats = std::mem::take(&mut self.head_stats);
+        // The head is always newer than every closed bucket.
+        self.closed.push_back(ClosedBucket {
+            index,
+            cells,
+            stats,
+        });
+    }
+
+    /// Scalars of window `w` (sample count, scored count, loss sum), summed over its buckets.
+    pub fn window_stats(&self, w: usize) -> BucketStats {
+        let mut out = BucketStats {
+            samples: self.windows[w].samples,
+            ..Default::default()
+        };
+        let Some(head) = self.head else { return out };
+        let start = head - self.windows[w].buckets as i64 + 1;
+        out.scored += self.head_stats.scored;
+        out.loss.add_sum(&self.head_stats.loss);
+        let first = self.closed.partition_point(|b| b.index < start);
+        for b in self.closed.iter().skip(first) {
+            out.scored += b.stats.scored;
+            out.loss.add_sum(&b.stats.loss);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Recomputes a window from scratch: the reference the running sums must equal.
+    fn brute(samples: &[(i64, u32, u32)], head: i64, len: u32) -> (Vec<(u32, u32, u64)>, u64) {
+        let mut d = Dense::with_stride(4);
+        let mut n = 0;
+        for &(b, a, p) in samples {
+            if b <= head && b > head - len as i64 {
+                d.add(a, p, 1);
+                n += 1;
+            }
+        }
+        (d.nonzero().collect(), n)
+    }
+
+    #[test]
+    fn running_sums_equal_recomputation_with_late_and_jumps() {
+        let mut ring = Ring::new(&[1, 3, 6], 4);
+        let mut seen = Vec::new();
+        // (bucket, actual, predicted), including out-of-order, late and far jumps.
+        let stream = [
+            (10, 0, 0),
+            (10, 1, 0),
+            (11, 1, 1),
+            (9, 0, 1),
+            (13, 2, 2),
+            (12, 0, 0),
+            (8, 1, 1),
+            (20, 3, 0),
+            (15, 1, 2),
+            (14, 0, 0),
+            (21, 0, 0),
+            (21, 1, 1),
+            (40, 2, 2),
+            (39, 2, 1),
+        ];
+        for &(b, a, p) in &stream {
+            let placement = ring.record(b, a, p, None);
+            let head = ring.head().unwrap();
+            if placement == Placement::InRing {
+                seen.push((b, a, p));
+            } else {
+                assert!(head - b >= 6, "only samples older than the span are late");
+            }
+            for (w, len) in [1u32, 3, 6].iter().enumerate() {
+                let (cells, n) = brute(&seen, head, *len);
+                assert_eq!(
+                    ring.windows[w].cells.nonzero().collect::<Vec<_>>(),
+                    cells,
+                    "window {len} after {b}"
+                );
+                assert_eq!(ring.windows[w].samples, n);
+            }
+        }
+    }
+
+    #[test]
+    fn loss_is_summed_over_the_window_buckets() {
+        let mut ring = Ring::new(&[2], 2);
+        ring.record(5, 0, 0, Some(1.0));
+        ring.record(6, 0, 0, Some(2.0));
+        ring.record(6, 1, 0, None);
+        let s = ring.window_stats(0);
+        assert_eq!((s.samples, s.scored, s.loss.value()), (3, 2, 3.0));
+        ring.advance_to(7);
+        let s = ring.window_stats(0);
+        assert_eq!((s.samples, s.scored, s.loss.value()), (2, 1, 2.0));
+    }
+
+    #[test]
+    fn growing_the_stride_keeps_head_and_windows() {
+        let mut ring = Ring::new(&[2], 2);
+        ring.record(1, 1, 0, None);
+        ring.grow(3);
+        ring.record(1, 2, 1, None);
+        ring.advance_to(2);
+        assert_eq!(
+            ring.windows[0].cells.nonzero().collect::<Vec<_>>(),
+            [(1, 0, 1), (2, 1, 1)]
+        );
+        ring.advance_to(3);
+        assert_eq!(ring.windows[0].samples, 0);
+    }
+}

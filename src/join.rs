@@ -1,0 +1,261 @@
+//! Pending halves of split samples, keyed by (model, id), in arrival order. A second
+//! half completes the pair and frees the id; in the daemon, halves older than the TTL
+//! or beyond the capacity expire oldest first.
+//!
+//! Layout: entries live in a deque in arrival order (a completed entry leaves a hole,
+//! compacted away when holes outnumber live entries); a `hashbrown::HashTable` maps
+//! the key to the entry's sequence number. One allocation per entry (the id).
+
+use std::collections::VecDeque;
+use std::hash::{BuildHasher, Hash, Hasher};
+
+use hashbrown::HashTable;
+use rustc_hash::FxBuildHasher;
+use serde::{Deserialize, Serialize};
+
+use crate::event::{OwnedScores, Side};
+
+/// One half waiting for its other half.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Pending {
+    pub model: u32,
+    pub id: Box<str>,
+    pub side: Side,
+    pub class: u32,
+    /// Event time (or arrival time when the event had none), ns since the epoch.
+    pub time_ns: i64,
+    /// When predmon received it: the TTL counts from here.
+    pub arrival_ns: i64,
+    pub scores: Option<OwnedScores>,
+    #[serde(skip)]
+    hash: u64,
+}
+
+impl Pending {
+    pub fn new(
+        model: u32,
+        id: &str,
+        side: Side,
+        class: u32,
+        time_ns: i64,
+        arrival_ns: i64,
+        scores: Option<OwnedScores>,
+    ) -> Pending {
+        Pending {
+            model,
+            id: id.into(),
+            side,
+            class,
+            time_ns,
+            arrival_ns,
+            scores,
+            hash: 0,
+        }
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(from = "Vec<Pending>", into = "Vec<Pending>")]
+pub struct Join {
+    table: HashTable<u64>,
+    entries: VecDeque<Option<Pending>>,
+    /// Sequence number of `entries[0]`.
+    base: u64,
+    live: usize,
+    /// Pending halves per model, indexed [model][side].
+    pending: Vec<[u64; 2]>,
+}
+
+impl Clone for Join {
+    fn clone(&self) -> Join {
+        Join::from(self.to_vec())
+    }
+}
+
+fn key_hash(model: u32, id: &str) -> u64 {
+    let mut h = FxBuildHasher.build_hasher();
+    model.hash(&mut h);
+    id.hash(&mut h);
+    h.finish()
+}
+
+impl Join {
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    /// Pending halves of one model: [predictions, labels].
+    pub fn pending_of(&self, model: u32) -> [u64; 2] {
+        self.pending.get(model as usize).copied().unwrap_or([0; 2])
+    }
+
+    fn find(&self, model: u32, id: &str, hash: u64) -> Option<u64> {
+        self.table
+            .find(hash, |&seq| {
+                let e = self.entries[(seq - self.base) as usize]
+                    .as_ref()
+                    .expect("table points at live entries");
+                e.model == model && *e.id == *id
+            })
+            .copied()
+    }
+
+    /// The side of the half pending under (model, id), if any.
+    pub fn pending_side(&self, model: u32, id: &str) -> Option<Side> {
+        let seq = self.find(model, id, key_hash(model, id))?;
+        self.entries[(seq - self.base) as usize]
+            .as_ref()
+            .map(|e| e.side)
+    }
+
+    /// Removes and returns the half pending under (model, id): the pair is complete.
+    pub fn take(&mut self, model: u32, id: &str) -> Option<Pending> {
+        let hash = key_hash(model, id);
+        let seq = self.find(model, id, hash)?;
+        Some(self.remove(seq, hash))
+    }
+
+    /// Holds a half until its other half arrives. The caller has made sure nothing is
+    /// pending under its key ([`Join::take`] returned `None`).
+    pub fn hold(&mut self, mut half: Pending) {
+        half.hash = key_hash(half.model, &half.id);
+        self.push(half);
+    }
+
+    fn push(&mut self, half: Pending) {
+        let model = half.model as usize;
+        if self.pending.len() <= model {
+            self.pending.resize(model + 1, [0; 2]);
+        }
+        self.pending[model][half.side as usize] += 1;
+        let seq = self.base + self.entries.len() as u64;
+        let hash = half.hash;
+        self.entries.push_back(Some(half));
+        let (entries, base) = (&self.entries, self.base);
+        self.table.insert_unique(hash, seq, |&s| {
+            entries[(s - base) as usize].as_ref().map_or(0, |e| e.hash)
+        });
+        self.live += 1;
+    }
+
+    fn remove(&mut self, seq: u64, hash: u64) -> Pending {
+        if let Ok(slot) = self.table.find_entry(hash, |&s| s == seq) {
+            slot.remove();
+        }
+        let half = self.entries[(seq - self.base) as usize]
+            .take()
+            .expect("live entry");
+        self.pending[half.model as usize][half.side as usize] -= 1;
+        self.live -= 1;
+        self.trim_front();
+        if self.entries.len() > 1024 && self.entries.len() > 2 * self.live {
+            self.compact();
+        }
+        half
+    }
+
+    fn trim_front(&mut self) {
+        while let Some(None) = self.entries.front() {
+            self.entries.pop_front();
+            self.base += 1;
+        }
+    }
+
+    /// Renumbers the live entries contiguously and rebuilds the table.
+    fn compact(&mut self) {
+        let live: VecDeque<Option<Pending>> =
+            self.entries.drain(..).filter(Option::is_some).collect();
+        self.base = 0;
+        self.entries = live;
+        self.table.clear();
+        for (seq, e) in self.entries.iter().enumerate() {
+            let hash = e.as_ref().expect("live").hash;
+            let entries = &self.entries;
+            self.table.insert_unique(hash, seq as u64, |&s| {
+                entries[s as usize].as_ref().map_or(0, |e| e.hash)
+            });
+        }
+    }
+
+    /// Removes and returns the oldest half, if any.
+    pub fn pop_oldest(&mut self) -> Option<Pending> {
+        self.trim_front();
+        let seq = self.base;
+        let hash = self.entries.front()?.as_ref()?.hash;
+        Some(self.remove(seq, hash))
+    }
+
+    /// Arrival time of the oldest pending half.
+    pub fn oldest_arrival_ns(&self) -> Option<i64> {
+        self.entries.iter().flatten().next().map(|e| e.arrival_ns)
+    }
+
+    /// Every pending half in arrival order (for snapshots).
+    pub fn to_vec(&self) -> Vec<Pending> {
+        self.entries.iter().flatten().cloned().collect()
+    }
+}
+
+impl From<Vec<Pending>> for Join {
+    fn from(halves: Vec<Pending>) -> Join {
+        let mut join = Join::default();
+        for mut h in halves {
+            h.hash = key_hash(h.model, &h.id);
+            join.push(h);
+        }
+        join
+    }
+}
+
+impl From<Join> for Vec<Pending> {
+    fn from(join: Join) -> Vec<Pending> {
+        join.to_vec()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn half(model: u32, id: &str, side: Side, arrival: i64) -> Pending {
+        Pending::new(model, id, side, 0, arrival, arrival, None)
+    }
+
+    #[test]
+    fn pairs_complete_and_free_the_id() {
+        let mut j = Join::default();
+        j.hold(half(0, "a", Side::Prediction, 1));
+        assert_eq!(j.pending_side(0, "a"), Some(Side::Prediction));
+        assert_eq!(j.pending_side(1, "a"), None, "ids are per model");
+        assert_eq!(j.take(0, "a").map(|p| p.arrival_ns), Some(1));
+        assert_eq!(j.len(), 0);
+        assert!(j.take(0, "a").is_none(), "the id is free again");
+        j.hold(half(0, "a", Side::Label, 3));
+        assert_eq!(j.pending_of(0), [0, 1]);
+    }
+
+    #[test]
+    fn oldest_first_and_compaction_keep_lookups_right() {
+        let mut j = Join::default();
+        for i in 0..5000 {
+            j.hold(half(0, &i.to_string(), Side::Prediction, i));
+        }
+        // Complete every id but the multiples of 7: holes force compaction.
+        for i in 0..5000 {
+            if i % 7 != 0 {
+                assert!(j.take(0, &i.to_string()).is_some());
+            }
+        }
+        assert_eq!(j.len(), 715);
+        assert_eq!(j.pop_oldest().unwrap().id.as_ref(), "0");
+        assert_eq!(j.oldest_arrival_ns(), Some(7));
+        assert_eq!(j.pending_side(0, "4998"), Some(Side::Prediction));
+        let restored = Join::from(j.to_vec());
+        assert_eq!(restored.len(), 714);
+        assert_eq!(restored.pending_side(0, "14"), Some(Side::Prediction));
+    }
+}

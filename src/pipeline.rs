@@ -1,0 +1,202 @@
+//! decode -> join -> engine for one line at a time, with the event counters. `report`
+//! and `run` both feed lines through a [`Pipeline`], so they cannot disagree.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Settings, WindowBy, WindowSpec};
+use crate::engine::stats::log_loss_term;
+use crate::engine::{Engine, EngineSettings, Sample};
+use crate::event::{owned_probability_of, Decoder, Event, Rejection, Side};
+use crate::join::{Join, Pending};
+
+/// Counters of one source: every line read is either accepted or rejected once.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SourceCounters {
+    pub name: String,
+    pub read: u64,
+    pub rejected: [u64; Rejection::ALL.len()],
+}
+
+impl SourceCounters {
+    pub fn accepted(&self) -> u64 {
+        self.read - self.rejected.iter().sum::<u64>()
+    }
+}
+
+/// How the daemon differs from `report`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// One pass over finite input: nothing expires, times are taken as given.
+    Report,
+    /// Live: pending halves expire, and timestamps ahead of the wall clock are taken as now.
+    Daemon,
+}
+
+pub struct Pipeline {
+    pub decoder: Decoder,
+    pub join: Join,
+    pub engine: Engine,
+    pub sources: Vec<SourceCounters>,
+    mode: Mode,
+    window_by: WindowBy,
+    max_pending: usize,
+    ttl_ns: i64,
+}
+
+impl Pipeline {
+    /// `windows` overrides `metrics.windows` (report's `--window`).
+    pub fn new(
+        settings: &Settings,
+        mode: Mode,
+        windows: Option<Vec<WindowSpec>>,
+        sources: &[&str],
+    ) -> Pipeline {
+        let windows = windows.unwrap_or_else(|| settings.metrics.windows.clone());
+        Pipeline {
+            decoder: Decoder::new(settings),
+            join: Join::default(),
+            engine: Engine::new(EngineSettings::new(settings, windows)),
+            sources: sources
+                .iter()
+                .map(|s| SourceCounters {
+                    name: s.to_string(),
+                    ..Default::default()
+                })
+                .collect(),
+            mode,
+            window_by: settings.metrics.window_by,
+            max_pending: match mode {
+                Mode::Report => usize::MAX,
+                Mode::Daemon => settings.join.max_pending,
+            },
+            ttl_ns: settings.join.ttl.as_nanos().min(i64::MAX as u128) as i64,
+        }
+    }
+
+    /// Counts a line rejected before decoding (a line over the size limit, cut by the reader).
+    pub fn reject(&mut self, source: usize, why: Rejection) {
+        let c = &mut self.sources[source];
+        c.read += 1;
+        c.rejected[why.index()] += 1;
+    }
+
+    /// Feeds one line (without its terminator). `now_ns` is the arrival time.
+    pub fn ingest(&mut self, source: usize, line: &[u8], now_ns: i64) -> Result<(), Rejection> {
+        let outcome = self
+            .decoder
+            .decode(line)
+            .and_then(|e| self.apply(e, now_ns));
+        self.sources[source].read += 1;
+        if let Err(why) = outcome {
+            self.sources[source].rejected[why.index()] += 1;
+        }
+        outcome
+    }
+
+    fn apply(&mut self, e: Event<'_>, now_ns: i64) -> Result<(), Rejection> {
+        let mut time_ns = e.timestamp_ns.unwrap_or(now_ns);
+        if self.mode == Mode::Daemon {
+            time_ns = time_ns.min(now_ns);
+        }
+        let half_side = match (&e.prediction, &e.label) {
+            (Some(_), Some(_)) => None,
+            (Some(_), None) => Some(Side::Prediction),
+            _ => Some(Side::Label),
+        };
+        if let (Some(side), Some(model)) = (half_side, self.engine.model_id(&e.model)) {
+            let id =
+                e.id.as_deref()
+                    .expect("the decoder requires an id on halves");
+            if self.join.pending_side(model, id) == Some(side) {
+                return Err(Rejection::DuplicateId);
+            }
+        }
+        let (model, [predicted, actual]) = self
+            .engine
+            .admit(&e.model, [e.prediction.as_deref(), e.label.as_deref()])?;
+        let classes = self.decoder.classes_of(&e.model);
+        let Some(side) = half_side else {
+            let loss = e.scores.as_ref().map(|s| {
+                log_loss_term(s.probability_of(e.label.as_deref().expect("complete"), classes))
+            });
+            self.engine.record(Sample {
+                model,
+                actual,
+                predicted,
+                time_ns,
+                loss,
+            });
+            return Ok(());
+        };
+        let id =
+            e.id.as_deref()
+                .expect("the decoder requires an id on halves");
+        let Some(other) = self.join.take(model, id) else {
+            let class = if side == Side::Prediction {
+                predicted
+            } else {
+                actual
+            };
+            let scores = e.scores.as_ref().map(|s| s.to_owned_scores(classes));
+            self.join.hold(Pending::new(
+                model, id, side, class, time_ns, now_ns, scores,
+            ));
+            if self.join.len() > self.max_pending {
+                self.expire_oldest();
+            }
+            return Ok(());
+        };
+        let (pred_class, pred_ns, label_class, label_ns) = match side {
+            Side::Prediction => (predicted, time_ns, other.class, other.time_ns),
+            Side::Label => (other.class, other.time_ns, actual, time_ns),
+        };
+        let actual_name = self.engine.model(model).class_name(label_class);
+        let arriving = e
+            .scores
+            .as_ref()
+            .map(|s| s.probability_of(actual_name, classes));
+        let held = other
+            .scores
+            .as_ref()
+            .map(|s| owned_probability_of(s, actual_name));
+        // The prediction's scores first, the label's if only it carried some.
+        let p_actual = match side {
+            Side::Prediction => arriving.or(held),
+            Side::Label => held.or(arriving),
+        };
+        let time_ns = match self.window_by {
+            WindowBy::Completion => pred_ns.max(label_ns),
+            WindowBy::Prediction => pred_ns,
+        };
+        self.engine
+            .observe_label_delay(model, (label_ns - pred_ns) as f64 / 1e9);
+        self.engine.record(Sample {
+            model,
+            actual: label_class,
+            predicted: pred_class,
+            time_ns,
+            loss: p_actual.map(log_loss_term),
+        });
+        Ok(())
+    }
+
+    fn expire_oldest(&mut self) {
+        if let Some(old) = self.join.pop_oldest() {
+            self.engine.count_expired(old.model, old.side);
+        }
+    }
+
+    /// Daemon housekeeping: expires halves older than the TTL and moves the watermark
+    /// with the wall clock.
+    pub fn tick(&mut self, now_ns: i64) {
+        let cutoff = now_ns.saturating_sub(self.ttl_ns);
+        while self.join.oldest_arrival_ns().is_some_and(|t| t < cutoff) {
+            self.expire_oldest();
+        }
+        self.engine.advance_watermark(now_ns);
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+}

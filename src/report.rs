@@ -1,0 +1,355 @@
+//! `predmon report`: reads events once through the shared [`Pipeline`] and prints one
+//! report (contract Section 5) as JSON or as a classification report a person reads.
+//! [`scope_json`] is also the body of the daemon's `/api/v1/models`.
+
+use std::fmt::Write as _;
+use std::io::Read;
+use std::path::PathBuf;
+
+use serde_json::{json, Map, Value};
+
+use crate::config::{parse_duration, Settings, WindowSpec};
+use crate::engine::alerts::{Alert, AlertKind};
+use crate::engine::stats::{ModelStats, Prf};
+use crate::engine::{ModelState, ScopeId};
+use crate::event::Rejection;
+use crate::pipeline::{Mode, Pipeline};
+use crate::source::lines::{Line, LineSplitter};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Json,
+    Text,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("--window: {0}")]
+    Window(String),
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// Reads `inputs` (`-` is standard input) as one stream, in order.
+pub fn run(
+    settings: &Settings,
+    window: Option<&str>,
+    inputs: &[PathBuf],
+    format: Format,
+    now_ns: i64,
+) -> Result<String, ReportError> {
+    let windows = match window {
+        None => vec![WindowSpec {
+            label: "all".into(),
+            buckets: None,
+        }],
+        Some(w) => {
+            let d = parse_duration("--window", w).map_err(ReportError::Window)?;
+            let b = settings.metrics.bucket.as_nanos();
+            if d.as_nanos() == 0 || d.as_nanos() % b != 0 {
+                return Err(ReportError::Window(format!(
+                    "`{w}` is not a positive multiple of metrics.bucket ({}s)",
+                    settings.metrics.bucket.as_secs()
+                )));
+            }
+            vec![WindowSpec {
+                label: w.to_string(),
+                buckets: Some((d.as_nanos() / b) as u32),
+            }]
+        }
+    };
+    let scope = if window.is_some() {
+        ScopeId::Window(0)
+    } else {
+        ScopeId::All
+    };
+    let mut pipeline = Pipeline::new(settings, Mode::Report, Some(windows), &["report"]);
+    // Open every input first: an unreadable file fails the run before anything is counted.
+    let mut readers: Vec<(String, Box<dyn Read>)> = Vec::new();
+    for path in inputs {
+        let name = path.display().to_string();
+        if name == "-" {
+            readers.push((name, Box::new(std::io::stdin().lock())));
+        } else {
+            let file = std::fs::File::open(path).map_err(|source| ReportError::Read {
+                path: name.clone(),
+                source,
+            })?;
+            readers.push((name, Box::new(file)));
+        }
+    }
+    let mut splitter = LineSplitter::new(pipeline.decoder.max_event_bytes());
+    let mut chunk = vec![0u8; 1 << 20];
+    for (name, mut reader) in readers {
+        loop {
+            let n = match reader.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(source) => return Err(ReportError::Read { path: name, source }),
+            };
+            splitter.feed(&chunk[..n], |line| feed(&mut pipeline, line, now_ns));
+        }
+        // Each file's last line ends with the file, newline or not.
+        splitter.finish(|line| feed(&mut pipeline, line, now_ns));
+    }
+    let report = scope_json(&mut pipeline, scope);
+    Ok(match format {
+        Format::Json => format!("{}\n", serde_json::to_string_pretty(&report).expect("json")),
+        Format::Text => text(&mut pipeline, scope),
+    })
+}
+
+fn feed(pipeline: &mut Pipeline, line: Line<'_>, now_ns: i64) {
+    match line {
+        Line::Event(bytes) => {
+            let _ = pipeline.ingest(0, bytes, now_ns);
+        }
+        Line::TooLarge => pipeline.reject(0, Rejection::TooLarge),
+    }
+}
+
+fn prf_json(p: &Prf) -> Value {
+    json!({"precision": p.precision, "recall": p.recall, "f1": p.f1})
+}
+
+fn alert_json(model: &ModelState, a: &Alert) -> Value {
+    json!({"alert": a.kind.code(), "class": a.class.map_or("", |c| model.class_name(c))})
+}
+
+/// One model's report object (Section 5) for one scope.
+pub fn model_json(model: &ModelState, stats: &ModelStats, pending: [u64; 2]) -> Value {
+    let mut classes = Map::new();
+    for c in &stats.classes {
+        classes.insert(
+            model.class_name(c.class).to_string(),
+            json!({
+                "precision": c.prf.precision, "recall": c.prf.recall, "f1": c.prf.f1,
+                "support": c.support, "predicted": c.predicted,
+                "tp": c.tp, "fp": c.fp, "fn": c.fn_, "tn": c.tn,
+                "label_share": c.label_share, "prediction_share": c.prediction_share,
+            }),
+        );
+    }
+    let mut confusion = Map::new();
+    for &(a, p, n) in &stats.confusion {
+        let row = confusion
+            .entry(model.class_name(a).to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
+        row.as_object_mut()
+            .expect("row")
+            .insert(model.class_name(p).to_string(), json!(n));
+    }
+    json!({
+        "samples": stats.samples,
+        "accuracy": stats.accuracy,
+        "balanced_accuracy": stats.balanced_accuracy,
+        "majority_baseline_accuracy": stats.majority_baseline_accuracy,
+        "log_loss": stats.log_loss,
+        "samples_per_second": stats.samples_per_second,
+        "imbalance_ratio": stats.imbalance_ratio,
+        "micro": prf_json(&stats.micro),
+        "macro": prf_json(&stats.macro_),
+        "weighted": prf_json(&stats.weighted),
+        "classes": classes,
+        "confusion": confusion,
+        "alerts": stats.alerts.iter().map(|a| alert_json(model, a)).collect::<Vec<_>>(),
+        "join": {"unmatched_predictions": pending[0], "unmatched_labels": pending[1]},
+    })
+}
+
+/// The whole report object for one scope: window, events, models.
+pub fn scope_json(pipeline: &mut Pipeline, scope: ScopeId) -> Value {
+    let window = match scope {
+        ScopeId::All => Value::Null,
+        ScopeId::Window(w) => {
+            let settings = pipeline.engine.settings();
+            let bucket_ns = settings.bucket_ns;
+            let length = settings
+                .windows
+                .iter()
+                .filter_map(|w| w.buckets)
+                .nth(w)
+                .unwrap_or(0) as i64
+                * bucket_ns;
+            let end = pipeline.engine.watermark_bucket_end_ns();
+            json!({
+                "length_seconds": length / 1_000_000_000,
+                "bucket_seconds": bucket_ns / 1_000_000_000,
+                "end": end.map(|e| e.div_euclid(1_000_000_000)),
+            })
+        }
+    };
+    let (mut read, mut rejected) = (0u64, [0u64; Rejection::ALL.len()]);
+    for s in &pipeline.sources {
+        read += s.read;
+        for (total, n) in rejected.iter_mut().zip(s.rejected) {
+            *total += n;
+        }
+    }
+    let mut reasons = Map::new();
+    for r in Rejection::ALL {
+        if rejected[r.index()] > 0 {
+            reasons.insert(r.code().to_string(), json!(rejected[r.index()]));
+        }
+    }
+    let mut models = Map::new();
+    for m in 0..pipeline.engine.models().len() as u32 {
+        let stats = pipeline.engine.model_stats(m, scope);
+        let state = pipeline.engine.model(m);
+        models.insert(
+            state.name.clone(),
+            model_json(state, &stats, pipeline.join.pending_of(m)),
+        );
+    }
+    json!({
+        "window": window,
+        "events": {"read": read, "accepted": read - rejected.iter().sum::<u64>(), "rejected": reasons},
+        "models": models,
+    })
+}
+
+/// One alert in a sentence an on-call person understands.
+pub fn describe_alert(
+    model: &ModelState,
+    stats: &ModelStats,
+    a: &Alert,
+    t: &crate::config::AlertThresholds,
+) -> String {
+    let class = a
+        .class
+        .and_then(|c| stats.classes.iter().find(|s| s.class == c));
+    let name = a.class.map_or("", |c| model.class_name(c));
+    match (a.kind, class) {
+        (AlertKind::RecallCollapse, Some(c)) => format!(
+            "recall collapse: recall of class {name} is {:.2} over {} true samples (floor {:.2}); the model rarely finds this class",
+            c.prf.recall, c.support, t.recall_floor
+        ),
+        (AlertKind::PredictionCollapse, Some(c)) => format!(
+            "prediction collapse: model predicts class {name} for {:.0}% of samples while {:.0}% are class {name}",
+            c.prediction_share * 100.0,
+            c.label_share * 100.0
+        ),
+        (AlertKind::LabelImbalance, _) => format!(
+            "label imbalance: the most frequent true class is {:.1} times the rarest (threshold {:.1}); watch per-class recall, not accuracy",
+            stats.imbalance_ratio, t.imbalance_ratio
+        ),
+        (AlertKind::NearChance, _) => format!(
+            "near chance: accuracy {:.3} is within {:.2} of the majority baseline {:.3}; the model has learned little beyond the class prior",
+            stats.accuracy, t.chance_margin, stats.majority_baseline_accuracy
+        ),
+        (kind, None) => kind.code().to_string(),
+    }
+}
+
+/// The text report: a scikit-learn style classification report per model.
+fn text(pipeline: &mut Pipeline, scope: ScopeId) -> String {
+    let mut out = String::new();
+    let read: u64 = pipeline.sources.iter().map(|s| s.read).sum();
+    let accepted: u64 = pipeline.sources.iter().map(|s| s.accepted()).sum();
+    let _ = write!(out, "events: {read} read, {accepted} accepted");
+    let mut reasons = Vec::new();
+    for r in Rejection::ALL {
+        let n: u64 = pipeline.sources.iter().map(|s| s.rejected[r.index()]).sum();
+        if n > 0 {
+            reasons.push(format!("{} {n}", r.code()));
+        }
+    }
+    if !reasons.is_empty() {
+        let _ = write!(out, ", rejected: {}", reasons.join(", "));
+    }
+    out.push('\n');
+    if let ScopeId::Window(_) = scope {
+        let w = scope_json(pipeline, scope)["window"].clone();
+        let _ = writeln!(
+            out,
+            "window: {}s ending at {} (epoch seconds)",
+            w["length_seconds"], w["end"]
+        );
+    }
+    let thresholds = pipeline.engine.settings().alerts.clone();
+    let mut order: Vec<u32> = (0..pipeline.engine.models().len() as u32).collect();
+    order.sort_by(|a, b| {
+        pipeline
+            .engine
+            .model(*a)
+            .name
+            .cmp(&pipeline.engine.model(*b).name)
+    });
+    for m in order {
+        let stats = pipeline.engine.model_stats(m, scope);
+        let model = pipeline.engine.model(m);
+        let pending = pipeline.join.pending_of(m);
+        let width = stats
+            .classes
+            .iter()
+            .map(|c| model.class_name(c.class).chars().count())
+            .chain([12])
+            .max()
+            .unwrap_or(12);
+        let _ = writeln!(out, "\nmodel {}: {} samples", model.name, stats.samples);
+        let _ = writeln!(
+            out,
+            "{:>width$} {:>9} {:>9} {:>9} {:>9}",
+            "", "precision", "recall", "f1-score", "support"
+        );
+        out.push('\n');
+        let mut rows: Vec<_> = stats.classes.iter().collect();
+        rows.sort_by(|a, b| model.class_name(a.class).cmp(model.class_name(b.class)));
+        for c in rows {
+            let _ = writeln!(
+                out,
+                "{:>width$} {:>9.2} {:>9.2} {:>9.2} {:>9}",
+                model.class_name(c.class),
+                c.prf.precision,
+                c.prf.recall,
+                c.prf.f1,
+                c.support
+            );
+        }
+        out.push('\n');
+        let _ = writeln!(
+            out,
+            "{:>width$} {:>9} {:>9} {:>9.2} {:>9}   majority baseline {:.2}",
+            "accuracy", "", "", stats.accuracy, stats.samples, stats.majority_baseline_accuracy
+        );
+        for (name, p) in [
+            ("micro avg", &stats.micro),
+            ("macro avg", &stats.macro_),
+            ("weighted avg", &stats.weighted),
+        ] {
+            let _ = writeln!(
+                out,
+                "{:>width$} {:>9.2} {:>9.2} {:>9.2} {:>9}",
+                name, p.precision, p.recall, p.f1, stats.samples
+            );
+        }
+        let log_loss = stats
+            .log_loss
+            .map_or("n/a".to_string(), |l| format!("{l:.4}"));
+        let _ = writeln!(
+            out,
+            "\nbalanced accuracy {:.4}, log loss {log_loss}, {:.3} samples/s, imbalance ratio {:.2}",
+            stats.balanced_accuracy, stats.samples_per_second, stats.imbalance_ratio
+        );
+        if stats.alerts.is_empty() {
+            let _ = writeln!(out, "alerts: none");
+        } else {
+            let _ = writeln!(out, "alerts:");
+            for a in &stats.alerts {
+                let _ = writeln!(out, "  - {}", describe_alert(model, &stats, a, &thresholds));
+            }
+        }
+        if pending != [0, 0] {
+            let _ = writeln!(
+                out,
+                "join: {} predictions and {} labels unmatched",
+                pending[0], pending[1]
+            );
+        }
+    }
+    out
+}
