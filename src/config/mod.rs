@@ -9,7 +9,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use raw::{GenerateSource, KafkaSource, RawConfig, SourceConfig, StartAt};
+pub use raw::{FileSource, GenerateSource, KafkaSource, RawConfig, SourceConfig, StartAt};
 
 /// A window length as configured: its label (`"5m"`, `"all"`) is exported verbatim.
 #[derive(Debug, Clone, PartialEq, Eq)]
