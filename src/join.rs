@@ -54,8 +54,8 @@ impl Pending {
     }
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
-#[serde(from = "Vec<Pending>", into = "Vec<Pending>")]
+#[derive(Debug, Default, Deserialize)]
+#[serde(from = "Vec<Pending>")]
 pub struct Join {
     table: HashTable<u64>,
     entries: VecDeque<Option<Pending>>,
@@ -211,9 +211,10 @@ impl From<Vec<Pending>> for Join {
     }
 }
 
-impl From<Join> for Vec<Pending> {
-    fn from(join: Join) -> Vec<Pending> {
-        join.to_vec()
+/// Serialized as the list of pending halves in arrival order, without copying them.
+impl Serialize for Join {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.entries.iter().flatten())
     }
 }
 

@@ -19,16 +19,23 @@
 //!   definitions of contract Section 2 ([`engine::stats`]) and the alerts.
 //! - [`pipeline`]: decode -> join -> engine for one line, shared by `report` and `run`.
 //! - [`report`]: `predmon report`, and the JSON shape of `/api/v1/models`.
+//! - [`export`]: `/metrics` (a scrape-time collector), `/api/v1/models`, the landing
+//!   page, and the hyper server that serves them.
+//! - [`state`]: snapshots of the engine with the sources' positions.
+//! - [`app`]: `predmon run`, which wires all of the above together.
 //! - [`cli`]: the command line.
 
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod event;
+pub mod export;
 pub mod join;
 pub mod pipeline;
 pub mod report;
 pub mod source;
+pub mod state;
 
 /// Nanoseconds since the Unix epoch, from the wall clock.
 pub fn now_ns() -> i64 {

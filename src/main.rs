@@ -47,6 +47,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             eprintln!("predmon: configuration is valid");
             Ok(())
         }
-        Command::Run(_) | Command::Generate(_) => anyhow::bail!("not built yet"),
+        Command::Run(args) => predmon::app::run(args),
+        Command::Generate(args) => predmon::source::generate::cli(args),
     }
 }

@@ -78,12 +78,12 @@ pub fn compute(scope: &Scope, thresholds: &AlertThresholds) -> ModelStats {
     let mut predicted = vec![0u64; k];
     let mut correct = 0u64;
     let mut confusion = Vec::new();
-    for a in 0..k {
-        for p in 0..k {
+    for (a, support_a) in support.iter_mut().enumerate() {
+        for (p, predicted_p) in predicted.iter_mut().enumerate() {
             let n = scope.cells.get(a, p);
             if n > 0 {
-                support[a] += n;
-                predicted[p] += n;
+                *support_a += n;
+                *predicted_p += n;
                 if a == p {
                     correct += n;
                 }

@@ -1,0 +1,322 @@
+//! `predmon run`: wires sources -> engine -> HTTP, restores and snapshots state, and
+//! shuts down cleanly. One thread owns ingestion (decode, join, aggregate) and takes
+//! the engine lock per batch; scrapes take it briefly to copy numbers.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::RunArgs;
+use crate::config::{GenerateSource, Settings, SourceConfig};
+use crate::event::Rejection;
+use crate::export::http::{serve, HttpState};
+use crate::export::Shared;
+use crate::pipeline::{Mode, Pipeline};
+use crate::source::lines::Line;
+use crate::source::{self, Batch, SourceContext, SourceStatus};
+use crate::state;
+
+/// The configuration `predmon run` uses without `--config`: the built-in demo stream.
+pub fn demo_settings() -> Settings {
+    let mut raw = crate::config::RawConfig::default();
+    raw.sources
+        .push(SourceConfig::Generate(GenerateSource::default()));
+    Settings::from_raw(raw).expect("the demo configuration is valid")
+}
+
+/// Batches in flight between the sources and the engine: enough to keep the engine
+/// busy while a source refills, few enough to bound memory (each is at most 4 MiB).
+const CHANNEL_BATCHES: usize = 16;
+/// How often pending joins are expired and the watermark follows the wall clock.
+const TICK: Duration = Duration::from_millis(500);
+/// How long shutdown waits for sources to hand over what they read.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// A running daemon's handles, for tests that drive it in-process.
+pub struct Running {
+    pub local_addr: SocketAddr,
+    pub shared: Arc<Mutex<Shared>>,
+    pub shutdown: CancellationToken,
+    pub done: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// Runs the daemon until SIGINT/SIGTERM.
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    let mut settings = match &args.config {
+        Some(path) => Settings::load(Some(path))?,
+        None => {
+            tracing::info!("no --config: running the built-in demo (a generate source); see config/predmon.toml");
+            demo_settings()
+        }
+    };
+    if let Some(addr) = args.listen_address {
+        settings.server.listen_address = addr;
+    }
+    if let Some(path) = args.telemetry_path {
+        settings.server.telemetry_path = path;
+    }
+    if let Some(path) = &args.web_config {
+        anyhow::bail!(
+            "--web.config.file {}: TLS and basic auth are not supported by this build yet",
+            path.display()
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("predmon")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let running = start(settings, args.discard_unreadable_state).await?;
+        let shutdown = running.shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down: stop reading, apply what was read, snapshot");
+            shutdown.cancel();
+        });
+        running.done.await.context("the engine task panicked")?
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Starts sources, engine and HTTP server; returns once the listener is bound.
+pub async fn start(settings: Settings, discard_unreadable_state: bool) -> anyhow::Result<Running> {
+    let names: Vec<&str> = settings.sources.iter().map(|s| s.name()).collect();
+    let mut seen = std::collections::HashSet::new();
+    if let Some(dup) = names.iter().find(|n| !seen.insert(**n)) {
+        anyhow::bail!(
+            "sources: the name `{dup}` is used twice; give each [[sources]] a distinct `name`"
+        );
+    }
+    let mut shared = Shared::new(Pipeline::new(&settings, Mode::Daemon, None, &names));
+    if let Some(st) = &settings.state {
+        match state::restore(&st.path, &mut shared) {
+            Ok(true) => tracing::info!(path = %st.path.display(), "restored state"),
+            Ok(false) => {
+                tracing::info!(path = %st.path.display(), "no state snapshot yet: starting fresh")
+            }
+            Err(e) if discard_unreadable_state && !matches!(e, state::StateError::Read { .. }) => {
+                let aside = state::set_aside(&st.path).with_context(|| {
+                    format!(
+                        "cannot move the unreadable snapshot {} aside",
+                        st.path.display()
+                    )
+                })?;
+                tracing::warn!(error = %e, kept = %aside.display(), "starting fresh; the unreadable snapshot was kept");
+                shared = Shared::new(Pipeline::new(&settings, Mode::Daemon, None, &names));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let positions = shared.positions.clone();
+    let shared = Arc::new(Mutex::new(shared));
+    let shutdown = CancellationToken::new();
+    let statuses: Vec<Arc<SourceStatus>> = settings
+        .sources
+        .iter()
+        .map(|_| Arc::new(SourceStatus::default()))
+        .collect();
+
+    let listener = tokio::net::TcpListener::bind(&settings.server.listen_address)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (server.listen_address / --web.listen-address)",
+                settings.server.listen_address
+            )
+        })?;
+    let local_addr = listener.local_addr()?;
+    tracing::info!(address = %local_addr, path = %settings.server.telemetry_path, "serving metrics");
+    let http = Arc::new(HttpState::new(
+        shared.clone(),
+        statuses.clone(),
+        settings.server.telemetry_path.clone(),
+    ));
+    let http_shutdown = CancellationToken::new();
+    let http_task = tokio::spawn(serve(listener, http, http_shutdown.clone()));
+
+    let (tx, rx) = mpsc::channel::<Batch>(CHANNEL_BATCHES);
+    let mut source_tasks = Vec::new();
+    for (index, config) in settings.sources.iter().enumerate() {
+        let ctx = SourceContext {
+            index,
+            name: config.name().to_string(),
+            max_event_bytes: settings.limits.max_event_bytes,
+            tx: tx.clone(),
+            restored: positions.get(config.name()).cloned(),
+            status: statuses[index].clone(),
+            shutdown: shutdown.clone(),
+        };
+        let name = config.name().to_string();
+        let status = statuses[index].clone();
+        let task = match config.clone() {
+            SourceConfig::File(c) => tokio::spawn(source::file::run(c, ctx)),
+            SourceConfig::Kafka(c) => tokio::spawn(source::kafka::run(c, ctx)),
+            SourceConfig::Generate(c) => tokio::spawn(source::generate::run(c, ctx)),
+        };
+        source_tasks.push(tokio::spawn(async move {
+            match task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    status.set_up(false);
+                    tracing::error!(source = %name, error = %format!("{e:#}"), "source stopped");
+                }
+                Err(e) => {
+                    status.set_up(false);
+                    tracing::error!(source = %name, error = %e, "source panicked");
+                }
+            }
+        }));
+    }
+    drop(tx); // the engine sees the channel close once every source has returned
+
+    let engine_shared = shared.clone();
+    let engine_shutdown = shutdown.clone();
+    let state_settings = settings.state.clone();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("predmon-engine".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            let result = match rt {
+                Ok(rt) => rt.block_on(engine_loop(
+                    engine_shared,
+                    rx,
+                    engine_shutdown,
+                    state_settings,
+                )),
+                Err(e) => Err(anyhow::anyhow!("cannot start the engine runtime: {e}")),
+            };
+            let _ = done_tx.send(result);
+        })
+        .context("cannot start the engine thread")?;
+
+    let done = tokio::spawn(async move {
+        let result = done_rx
+            .await
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the engine thread died")));
+        for t in source_tasks {
+            t.abort();
+        }
+        http_shutdown.cancel();
+        let _ = http_task.await;
+        result
+    });
+    Ok(Running {
+        local_addr,
+        shared,
+        shutdown,
+        done,
+    })
+}
+
+/// Applies one batch under the lock and records the source's position with it.
+pub fn apply_batch(shared: &Mutex<Shared>, mut batch: Batch) {
+    let arrival = if batch.arrival_ns > 0 {
+        batch.arrival_ns
+    } else {
+        crate::now_ns()
+    };
+    {
+        let mut guard = shared.lock().expect("engine lock poisoned");
+        let s = &mut *guard;
+        for line in batch.iter() {
+            match line {
+                Line::Event(bytes) => {
+                    let _ = s.pipeline.ingest(batch.source, bytes, arrival);
+                }
+                Line::TooLarge => s.pipeline.reject(batch.source, Rejection::TooLarge),
+            }
+        }
+        if let Some(position) = batch.position.take() {
+            let name = s.pipeline.sources[batch.source].name.clone();
+            s.positions.insert(name, position);
+        }
+    }
+    if let Some(ack) = batch.on_applied.take() {
+        ack();
+    }
+}
+
+async fn engine_loop(
+    shared: Arc<Mutex<Shared>>,
+    mut rx: mpsc::Receiver<Batch>,
+    shutdown: CancellationToken,
+    state_settings: Option<crate::config::StateSettings>,
+) -> anyhow::Result<()> {
+    let mut tick = tokio::time::interval(TICK);
+    let snapshot_every = state_settings
+        .as_ref()
+        .map_or(Duration::from_secs(3600), |s| s.interval);
+    let mut snapshot_timer =
+        tokio::time::interval_at(tokio::time::Instant::now() + snapshot_every, snapshot_every);
+    let mut grace: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+    loop {
+        tokio::select! {
+            biased;
+            batch = rx.recv() => match batch {
+                Some(batch) => apply_batch(&shared, batch),
+                None => break, // every source has stopped
+            },
+            _ = shutdown.cancelled(), if grace.is_none() => {
+                grace = Some(Box::pin(tokio::time::sleep(SHUTDOWN_GRACE)));
+            }
+            _ = async { grace.as_mut().expect("armed").await }, if grace.is_some() => {
+                tracing::warn!("sources did not stop within {SHUTDOWN_GRACE:?}; applying what arrived");
+                while let Ok(batch) = rx.try_recv() {
+                    apply_batch(&shared, batch);
+                }
+                break;
+            }
+            _ = tick.tick() => {
+                shared.lock().expect("engine lock poisoned").pipeline.tick(crate::now_ns());
+            }
+            _ = snapshot_timer.tick(), if state_settings.is_some() => {
+                snapshot(&shared, state_settings.as_ref().expect("checked"));
+            }
+        }
+    }
+    if let Some(st) = &state_settings {
+        snapshot(&shared, st);
+    }
+    Ok(())
+}
+
+/// Captures under the lock, writes outside it. A failed write is counted and logged;
+/// ingestion goes on and the previous snapshot stays valid.
+fn snapshot(shared: &Mutex<Shared>, st: &crate::config::StateSettings) {
+    let bytes = state::capture(&shared.lock().expect("engine lock poisoned"));
+    let result = state::write(&st.path, &bytes);
+    let mut s = shared.lock().expect("engine lock poisoned");
+    match result {
+        Ok(()) => s.snapshot_last_success = Some(crate::now_ns() as f64 / 1e9),
+        Err(e) => {
+            s.snapshot_failures += 1;
+            // Snapshots run every few seconds: log the first failure and then every 60th.
+            if s.snapshot_failures % 60 == 1 {
+                tracing::error!(error = %e, failures = s.snapshot_failures, "state snapshot failed; the previous snapshot stays valid");
+            }
+        }
+    }
+}

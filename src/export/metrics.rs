@@ -1,0 +1,499 @@
+//! The Prometheus exposition (contract Section 6). Windowed gauges are computed at
+//! scrape time: [`EngineCollector::collect`] copies the numbers it needs under a short
+//! lock ([`ScrapeData::capture`]) and builds the metric families outside it, so a
+//! scrape never holds ingestion up for longer than the copy.
+
+use std::sync::{Arc, Mutex};
+
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::{
+    Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
+};
+
+use crate::engine::alerts::AlertKind;
+use crate::engine::stats::ModelStats;
+use crate::engine::{Histogram as DelayHistogram, LABEL_DELAY_BUCKETS};
+use crate::event::Rejection;
+use crate::pipeline::SourceCounters;
+use crate::source::SourceStatus;
+
+use super::Shared;
+
+/// One model as a scrape sees it.
+pub struct ModelData {
+    pub name: String,
+    pub classes: Vec<String>,
+    pub samples: u64,
+    pub confusion: Vec<(u32, u32, u64)>,
+    pub late: u64,
+    pub expired: [u64; 2],
+    pub pending: [u64; 2],
+    pub label_delay: DelayHistogram,
+    /// (window label, stats) per configured window.
+    pub scopes: Vec<(String, ModelStats)>,
+}
+
+/// Everything one scrape renders, copied out of the engine.
+pub struct ScrapeData {
+    pub sources: Vec<SourceCounters>,
+    pub up: Vec<bool>,
+    pub lag: Vec<((String, i32), i64)>,
+    pub models: Vec<ModelData>,
+    pub snapshot_failures: u64,
+    pub snapshot_last_success: Option<f64>,
+}
+
+impl ScrapeData {
+    pub fn capture(shared: &Mutex<Shared>, statuses: &[Arc<SourceStatus>]) -> ScrapeData {
+        let mut guard = shared.lock().expect("engine lock poisoned");
+        let shared = &mut *guard;
+        let p = &mut shared.pipeline;
+        let scopes = p.engine.scopes();
+        let mut models = Vec::with_capacity(p.engine.models().len());
+        for m in 0..p.engine.models().len() as u32 {
+            let stats: Vec<(String, ModelStats)> = scopes
+                .iter()
+                .map(|(label, scope)| (label.clone(), p.engine.model_stats(m, *scope)))
+                .collect();
+            let state = p.engine.model(m);
+            models.push(ModelData {
+                name: state.name.clone(),
+                classes: state.class_names().to_vec(),
+                samples: state.samples(),
+                confusion: state.confusion_totals().collect(),
+                late: state.late_samples,
+                expired: state.join_expired,
+                pending: p.join.pending_of(m),
+                label_delay: state.label_delay.clone(),
+                scopes: stats,
+            });
+        }
+        ScrapeData {
+            sources: p.sources.clone(),
+            up: statuses.iter().map(|s| s.is_up()).collect(),
+            lag: statuses.iter().flat_map(|s| s.lag()).collect(),
+            models,
+            snapshot_failures: shared.snapshot_failures,
+            snapshot_last_success: shared.snapshot_last_success,
+        }
+    }
+}
+
+/// Builds one metric family at a time, keeping label values beside their names.
+struct Family {
+    mf: MetricFamily,
+}
+
+fn label(name: &str, value: &str) -> LabelPair {
+    let mut l = LabelPair::default();
+    l.set_name(name.to_string());
+    l.set_value(value.to_string());
+    l
+}
+
+impl Family {
+    fn new(name: &str, help: &str, kind: MetricType) -> Family {
+        let mut mf = MetricFamily::default();
+        mf.set_name(name.to_string());
+        mf.set_help(help.to_string());
+        mf.set_field_type(kind);
+        Family { mf }
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> Vec<LabelPair> {
+        pairs.iter().map(|(n, v)| label(n, v)).collect()
+    }
+
+    fn gauge(&mut self, pairs: &[(&str, &str)], v: f64) {
+        let mut g = Gauge::default();
+        g.set_value(v);
+        let mut m = Metric::from_label(Self::labels(pairs));
+        m.set_gauge(g);
+        self.mf.mut_metric().push(m);
+    }
+
+    fn counter(&mut self, pairs: &[(&str, &str)], v: f64) {
+        let mut c = Counter::default();
+        c.set_value(v);
+        let mut m = Metric::from_label(Self::labels(pairs));
+        m.set_counter(c);
+        self.mf.mut_metric().push(m);
+    }
+
+    fn histogram(&mut self, pairs: &[(&str, &str)], h: &DelayHistogram) {
+        let mut out = Histogram::default();
+        let mut cumulative = 0;
+        let mut buckets = Vec::with_capacity(LABEL_DELAY_BUCKETS.len());
+        for (i, bound) in LABEL_DELAY_BUCKETS.iter().enumerate() {
+            cumulative += h.counts.get(i).copied().unwrap_or(0);
+            let mut b = Bucket::default();
+            b.set_upper_bound(*bound);
+            b.set_cumulative_count(cumulative);
+            buckets.push(b);
+        }
+        out.set_bucket(buckets);
+        out.set_sample_count(h.count);
+        out.set_sample_sum(h.sum);
+        let mut m = Metric::from_label(Self::labels(pairs));
+        m.set_histogram(out);
+        self.mf.mut_metric().push(m);
+    }
+
+    fn done(self, out: &mut Vec<MetricFamily>) {
+        if !self.mf.get_metric().is_empty() {
+            out.push(self.mf);
+        }
+    }
+}
+
+/// The families of contract Section 6 (besides build info and process metrics).
+pub fn families(d: &ScrapeData) -> Vec<MetricFamily> {
+    use MetricType::{COUNTER, GAUGE};
+    let mut out = Vec::new();
+
+    let mut events = Family::new(
+        "predmon_events_total",
+        "Events read, accepted or rejected.",
+        COUNTER,
+    );
+    let mut rejected = Family::new(
+        "predmon_events_rejected_total",
+        "Events rejected, by reason.",
+        COUNTER,
+    );
+    for s in &d.sources {
+        events.counter(&[("source", &s.name)], s.read as f64);
+        for r in Rejection::ALL {
+            rejected.counter(
+                &[("source", &s.name), ("reason", r.code())],
+                s.rejected[r.index()] as f64,
+            );
+        }
+    }
+    events.done(&mut out);
+    rejected.done(&mut out);
+
+    let mut up = Family::new(
+        "predmon_source_up",
+        "1 while the source is open and connected.",
+        GAUGE,
+    );
+    for (s, is_up) in d.sources.iter().zip(&d.up) {
+        up.gauge(&[("source", &s.name)], if *is_up { 1.0 } else { 0.0 });
+    }
+    up.done(&mut out);
+    let mut lag = Family::new(
+        "predmon_kafka_consumer_lag",
+        "Messages behind the partition's high watermark.",
+        GAUGE,
+    );
+    for ((topic, partition), v) in &d.lag {
+        lag.gauge(
+            &[("topic", topic), ("partition", &partition.to_string())],
+            *v as f64,
+        );
+    }
+    lag.done(&mut out);
+
+    let mut samples = Family::new("predmon_samples_total", "Joined samples counted.", COUNTER);
+    let mut confusion = Family::new(
+        "predmon_confusion_total",
+        "Samples by actual and predicted class.",
+        COUNTER,
+    );
+    let mut expired = Family::new(
+        "predmon_join_expired_total",
+        "Pending halves that expired unmatched.",
+        COUNTER,
+    );
+    let mut late = Family::new(
+        "predmon_late_samples_total",
+        "Samples older than the longest window.",
+        COUNTER,
+    );
+    let mut pending = Family::new(
+        "predmon_join_pending",
+        "Halves waiting for their other half.",
+        GAUGE,
+    );
+    let mut delay = Family::new(
+        "predmon_label_delay_seconds",
+        "Label time minus prediction time.",
+        MetricType::HISTOGRAM,
+    );
+    for m in &d.models {
+        let model = m.name.as_str();
+        samples.counter(&[("model", model)], m.samples as f64);
+        for &(a, p, n) in &m.confusion {
+            confusion.counter(
+                &[
+                    ("model", model),
+                    ("actual", &m.classes[a as usize]),
+                    ("predicted", &m.classes[p as usize]),
+                ],
+                n as f64,
+            );
+        }
+        for (i, side) in ["prediction", "label"].iter().enumerate() {
+            expired.counter(&[("model", model), ("side", side)], m.expired[i] as f64);
+            pending.gauge(&[("model", model), ("side", side)], m.pending[i] as f64);
+        }
+        late.counter(&[("model", model)], m.late as f64);
+        delay.histogram(&[("model", model)], &m.label_delay);
+    }
+    for f in [samples, confusion, expired, late, pending, delay] {
+        f.done(&mut out);
+    }
+
+    window_families(d, &mut out);
+
+    let mut failures = Family::new(
+        "predmon_state_snapshot_failures_total",
+        "State snapshots that could not be written.",
+        COUNTER,
+    );
+    failures.counter(&[], d.snapshot_failures as f64);
+    failures.done(&mut out);
+    if let Some(t) = d.snapshot_last_success {
+        let mut last = Family::new(
+            "predmon_state_snapshot_last_success_timestamp_seconds",
+            "When the last state snapshot was written.",
+            GAUGE,
+        );
+        last.gauge(&[], t);
+        last.done(&mut out);
+    }
+    out
+}
+
+/// (metric name, help, value): one table row per gauge family.
+type GaugeSpec<T> = (&'static str, &'static str, fn(&T) -> f64);
+
+fn window_families(d: &ScrapeData, out: &mut Vec<MetricFamily>) {
+    use MetricType::GAUGE;
+    #[allow(clippy::type_complexity)] // a table of (name, help, accessor)
+    let model_gauges: [(&str, &str, fn(&ModelStats) -> Option<f64>); 7] = [
+        ("predmon_window_samples", "Samples in the window.", |s| {
+            Some(s.samples as f64)
+        }),
+        ("predmon_accuracy", "Correct / samples.", |s| {
+            Some(s.accuracy)
+        }),
+        (
+            "predmon_balanced_accuracy",
+            "Mean recall over classes with support.",
+            |s| Some(s.balanced_accuracy),
+        ),
+        (
+            "predmon_majority_baseline_accuracy",
+            "Accuracy of always predicting the most frequent true class.",
+            |s| Some(s.majority_baseline_accuracy),
+        ),
+        (
+            "predmon_log_loss",
+            "Mean log loss over samples with scores.",
+            |s| s.log_loss,
+        ),
+        (
+            "predmon_samples_per_second",
+            "Samples per second in the window.",
+            |s| Some(s.samples_per_second),
+        ),
+        (
+            "predmon_imbalance_ratio",
+            "Max support / min support over classes with support.",
+            |s| Some(s.imbalance_ratio),
+        ),
+    ];
+    for (name, help, value) in model_gauges {
+        let mut f = Family::new(name, help, GAUGE);
+        for m in &d.models {
+            for (window, s) in &m.scopes {
+                if let Some(v) = value(s) {
+                    f.gauge(&[("model", &m.name), ("window", window)], v);
+                }
+            }
+        }
+        f.done(out);
+    }
+    let averages: [GaugeSpec<crate::engine::stats::Prf>; 3] = [
+        (
+            "predmon_precision",
+            "Precision by average (micro, macro, weighted).",
+            |p| p.precision,
+        ),
+        (
+            "predmon_recall",
+            "Recall by average (micro, macro, weighted).",
+            |p| p.recall,
+        ),
+        (
+            "predmon_f1",
+            "F1 by average (micro, macro, weighted).",
+            |p| p.f1,
+        ),
+    ];
+    for (name, help, value) in averages {
+        let mut f = Family::new(name, help, GAUGE);
+        for m in &d.models {
+            for (window, s) in &m.scopes {
+                for (avg, prf) in [
+                    ("micro", &s.micro),
+                    ("macro", &s.macro_),
+                    ("weighted", &s.weighted),
+                ] {
+                    f.gauge(
+                        &[("model", &m.name), ("window", window), ("average", avg)],
+                        value(prf),
+                    );
+                }
+            }
+        }
+        f.done(out);
+    }
+    let per_class: [GaugeSpec<crate::engine::stats::ClassStats>; 6] = [
+        ("predmon_class_precision", "Precision of the class.", |c| {
+            c.prf.precision
+        }),
+        ("predmon_class_recall", "Recall of the class.", |c| {
+            c.prf.recall
+        }),
+        ("predmon_class_f1", "F1 of the class.", |c| c.prf.f1),
+        (
+            "predmon_class_support",
+            "True samples of the class (additive).",
+            |c| c.support as f64,
+        ),
+        (
+            "predmon_class_predicted",
+            "Samples predicted as the class (additive).",
+            |c| c.predicted as f64,
+        ),
+        (
+            "predmon_class_true_positives",
+            "Correctly predicted samples of the class (additive).",
+            |c| c.tp as f64,
+        ),
+    ];
+    for (name, help, value) in per_class {
+        let mut f = Family::new(name, help, GAUGE);
+        for m in &d.models {
+            for (window, s) in &m.scopes {
+                for c in &s.classes {
+                    f.gauge(
+                        &[
+                            ("model", &m.name),
+                            ("window", window),
+                            ("class", &m.classes[c.class as usize]),
+                        ],
+                        value(c),
+                    );
+                }
+            }
+        }
+        f.done(out);
+    }
+    let mut alerts = Family::new(
+        "predmon_alert",
+        "1 while the alert fires for the model, window and class.",
+        GAUGE,
+    );
+    for m in &d.models {
+        for (window, s) in &m.scopes {
+            for kind in AlertKind::ALL {
+                let firing = |class: Option<u32>| {
+                    s.alerts.iter().any(|a| a.kind == kind && a.class == class)
+                };
+                if kind.per_class() {
+                    for c in &s.classes {
+                        let v = if firing(Some(c.class)) { 1.0 } else { 0.0 };
+                        alerts.gauge(
+                            &[
+                                ("model", &m.name),
+                                ("window", window),
+                                ("alert", kind.code()),
+                                ("class", &m.classes[c.class as usize]),
+                            ],
+                            v,
+                        );
+                    }
+                } else {
+                    let v = if firing(None) { 1.0 } else { 0.0 };
+                    alerts.gauge(
+                        &[
+                            ("model", &m.name),
+                            ("window", window),
+                            ("alert", kind.code()),
+                            ("class", ""),
+                        ],
+                        v,
+                    );
+                }
+            }
+        }
+    }
+    alerts.done(out);
+}
+
+/// The engine as a Prometheus collector (usable with any registry).
+pub struct EngineCollector {
+    shared: Arc<Mutex<Shared>>,
+    statuses: Vec<Arc<SourceStatus>>,
+    descs: Vec<Desc>,
+}
+
+impl EngineCollector {
+    pub fn new(shared: Arc<Mutex<Shared>>, statuses: Vec<Arc<SourceStatus>>) -> EngineCollector {
+        EngineCollector {
+            shared,
+            statuses,
+            descs: Vec::new(),
+        }
+    }
+}
+
+impl Collector for EngineCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        // Label values are dynamic (models, classes): described by the families themselves.
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        families(&ScrapeData::capture(&self.shared, &self.statuses))
+    }
+}
+
+/// Renders the whole exposition: our families, build info, process metrics.
+pub fn render(
+    collector: &EngineCollector,
+    registry: &prometheus::Registry,
+) -> Result<String, prometheus::Error> {
+    let mut families = collector.collect();
+    families.extend(registry.gather());
+    families.sort_by(|a, b| a.name().cmp(b.name()));
+    let mut buf = String::with_capacity(1 << 20);
+    prometheus::TextEncoder::new().encode_utf8(&families, &mut buf)?;
+    Ok(buf)
+}
+
+/// A registry with `predmon_build_info` and the process collector.
+pub fn base_registry() -> prometheus::Registry {
+    let registry = prometheus::Registry::new();
+    let build = prometheus::IntGaugeVec::new(
+        prometheus::Opts::new(
+            "predmon_build_info",
+            "Always 1; the version label says which predmon runs.",
+        ),
+        &["version"],
+    )
+    .expect("valid metric");
+    build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+    registry.register(Box::new(build)).expect("registered once");
+    #[cfg(target_os = "linux")]
+    registry
+        .register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))
+        .expect("registered once");
+    registry
+}

@@ -1,0 +1,181 @@
+//! State that survives restarts: the engine, the pending joins, the event counters and
+//! every source's position, captured together under the engine lock so they always
+//! agree. Written to a temporary file, fsynced, then renamed over the old snapshot, so
+//! a crash at any point leaves the previous or the new snapshot, never a torn one.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::Engine;
+use crate::export::Shared;
+use crate::join::Join;
+use crate::pipeline::SourceCounters;
+
+/// Bumped whenever the layout changes; a newer snapshot is refused, not misread.
+pub const FORMAT_VERSION: u32 = 1;
+const FORMAT_NAME: &str = "predmon-state";
+
+#[derive(Serialize)]
+struct SnapshotRef<'a> {
+    format: &'static str,
+    version: u32,
+    bucket_ns: i64,
+    engine: &'a Engine,
+    join: &'a Join,
+    sources: &'a [SourceCounters],
+    positions: &'a BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct Header {
+    format: String,
+    version: u32,
+}
+
+#[derive(Deserialize)]
+struct Snapshot {
+    bucket_ns: i64,
+    engine: Engine,
+    join: Join,
+    sources: Vec<SourceCounters>,
+    positions: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot read state snapshot {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("state snapshot {path} is corrupt ({why}); start fresh with --state.discard-unreadable (the file is kept aside)")]
+    Corrupt { path: PathBuf, why: String },
+    #[error("state snapshot {path} has format version {found}, newer than this predmon understands ({FORMAT_VERSION}); upgrade predmon, or start fresh with --state.discard-unreadable")]
+    TooNew { path: PathBuf, found: u32 },
+    #[error("state snapshot {path} does not fit the configuration ({why}); restore the old configuration, or start fresh with --state.discard-unreadable")]
+    Mismatch { path: PathBuf, why: String },
+    #[error("cannot write state snapshot {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Serializes the shared state; call with the engine lock held, write outside it.
+pub fn capture(shared: &Shared) -> Vec<u8> {
+    let p = &shared.pipeline;
+    let snapshot = SnapshotRef {
+        format: FORMAT_NAME,
+        version: FORMAT_VERSION,
+        bucket_ns: p.engine.settings().bucket_ns,
+        engine: &p.engine,
+        join: &p.join,
+        sources: &p.sources,
+        positions: &shared.positions,
+    };
+    serde_json::to_vec(&snapshot).expect("the state serializes to JSON")
+}
+
+/// Writes bytes from [`capture`] atomically: temp file, fsync, rename, fsync the directory.
+pub fn write(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    let err = |source| StateError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let tmp = path.with_extension("tmp");
+    let mut f = File::create(&tmp).map_err(err)?;
+    f.write_all(bytes).map_err(err)?;
+    f.sync_all().map_err(err)?;
+    drop(f);
+    fs::rename(&tmp, path).map_err(err)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+/// Loads a snapshot into `shared` (whose pipeline is freshly built from the current
+/// configuration). Returns false when there is no snapshot yet.
+pub fn restore(path: &Path, shared: &mut Shared) -> Result<bool, StateError> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(source) => {
+            return Err(StateError::Read {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
+    let corrupt = |why: String| StateError::Corrupt {
+        path: path.to_path_buf(),
+        why,
+    };
+    let header: Header = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    if header.format != FORMAT_NAME {
+        return Err(corrupt(format!(
+            "format is `{}`, not {FORMAT_NAME}",
+            header.format
+        )));
+    }
+    if header.version > FORMAT_VERSION {
+        return Err(StateError::TooNew {
+            path: path.to_path_buf(),
+            found: header.version,
+        });
+    }
+    let snapshot: Snapshot = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    let mismatch = |why: String| StateError::Mismatch {
+        path: path.to_path_buf(),
+        why,
+    };
+    let p = &mut shared.pipeline;
+    let settings = p.engine.settings().clone();
+    if snapshot.bucket_ns != settings.bucket_ns {
+        return Err(mismatch(format!(
+            "metrics.bucket was {}s, is {}s",
+            snapshot.bucket_ns / 1_000_000_000,
+            settings.bucket_ns / 1_000_000_000
+        )));
+    }
+    let engine = snapshot.engine.restored(settings).map_err(mismatch)?;
+    if engine.models().len() > p.engine.settings().max_models {
+        return Err(mismatch(format!(
+            "{} models exceed limits.max_models",
+            engine.models().len()
+        )));
+    }
+    for m in engine.models() {
+        if let Some(classes) = p.engine.settings().configured.get(&m.name) {
+            if !m.class_names().starts_with(classes) {
+                return Err(mismatch(format!(
+                    "the configured classes of model `{}` changed",
+                    m.name
+                )));
+            }
+        }
+    }
+    p.engine = engine;
+    p.join = snapshot.join;
+    // Counters follow sources by name: a renamed or new source starts at zero.
+    for counters in &mut p.sources {
+        if let Some(old) = snapshot.sources.iter().find(|s| s.name == counters.name) {
+            *counters = old.clone();
+        }
+    }
+    shared.positions = snapshot.positions;
+    Ok(true)
+}
+
+/// Moves an unreadable snapshot aside (never deletes it) and returns where it went.
+pub fn set_aside(path: &Path) -> std::io::Result<PathBuf> {
+    let aside = path.with_extension(format!("unreadable-{}", crate::now_ns() / 1_000_000_000));
+    fs::rename(path, &aside)?;
+    Ok(aside)
+}
