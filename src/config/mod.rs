@@ -306,6 +306,13 @@ impl Settings {
         );
         let max_classes = positive(&mut problems, "limits.max_classes", raw.limits.max_classes);
         let max_models = positive(&mut problems, "limits.max_models", raw.limits.max_models);
+        // Closed window buckets store class indices as u16, and the dense matrices cost
+        // max_classes^2 cells per model and window.
+        if max_classes > 10_000 {
+            problems.push(format!(
+                "limits.max_classes: `{max_classes}` is too large; at most 10000 classes per model"
+            ));
+        }
 
         let a = &raw.alerts;
         if a.min_support < 0 {
@@ -582,6 +589,16 @@ mod tests {
         assert_eq!(s.alerts.recall_floor, 0.2);
         assert_eq!(s.metrics.windows.len(), 2);
         assert_eq!(s.fields.label, ["feedback", "actual"]);
+    }
+
+    #[test]
+    fn the_annotated_example_is_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/predmon.toml");
+        let example = Settings::load_with_env(Some(&path), Some(BTreeMap::new())).unwrap();
+        assert_eq!(
+            toml::to_string(&example.raw).unwrap(),
+            toml::to_string(&Settings::default().raw).unwrap()
+        );
     }
 
     #[test]

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# predmon's whole test suite, runnable on a fresh machine: installs what the tests
+# need (Debian's prometheus for promtool and the server, chromium for the page test,
+# a Python venv with scikit-learn and the tansu Kafka broker), then runs lint, unit,
+# integration, real-broker, real-Prometheus and browser tests.
+#
+#   bash scripts/test.sh            # everything
+#   QUICK=1 bash scripts/test.sh    # cargo tests only (no installs, no e2e)
+#
+# Under CI=true a missing dependency fails the run instead of skipping a test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=never
+
+passed=0
+failed=0
+failures=()
+stage() {
+    local name=$1
+    shift
+    echo
+    echo "=== $name"
+    local start=$SECONDS
+    if "$@"; then
+        passed=$((passed + 1))
+        echo "--- ok: $name ($((SECONDS - start)) s)"
+    else
+        failed=$((failed + 1))
+        failures+=("$name")
+        echo "--- FAILED: $name ($((SECONDS - start)) s)"
+    fi
+}
+
+if [ -z "${QUICK:-}" ]; then
+    # shellcheck source=scripts/test-env.sh
+    . scripts/test-env.sh
+    apt_install prometheus chromium nodejs npm
+fi
+
+stage "cargo fmt --check" cargo fmt --all -- --check
+stage "cargo clippy -D warnings" cargo clippy --all-targets --locked -- -D warnings
+stage "cargo build --release" cargo build --release --locked
+stage "cargo test" cargo test --release --locked
+
+if [ -z "${QUICK:-}" ]; then
+    for extra in scripts/check-deploy.sh scripts/e2e-prometheus.sh scripts/e2e-browser.sh scripts/fuzz.sh; do
+        [ -f "$extra" ] && stage "$extra" bash "$extra"
+    done
+fi
+
+echo
+if [ "$failed" -gt 0 ]; then
+    printf 'failed stage: %s\n' "${failures[@]}"
+fi
+echo "stages: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
