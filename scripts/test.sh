@@ -34,7 +34,7 @@ stage() {
 if [ -z "${QUICK:-}" ]; then
     # shellcheck source=scripts/test-env.sh
     . scripts/test-env.sh
-    apt_install prometheus chromium nodejs npm
+    apt_install prometheus chromium nodejs npm curl
 fi
 
 stage "cargo fmt --check" cargo fmt --all -- --check

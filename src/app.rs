@@ -13,7 +13,8 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::RunArgs;
 use crate::config::{GenerateSource, Settings, SourceConfig};
 use crate::event::Rejection;
-use crate::export::http::{serve, HttpState};
+use crate::export::http::{serve, HttpState, ServeOptions};
+use crate::export::web_config::WebConfig;
 use crate::export::Shared;
 use crate::pipeline::{Mode, Pipeline};
 use crate::source::lines::Line;
@@ -59,12 +60,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(path) = args.telemetry_path {
         settings.server.telemetry_path = path;
     }
-    if let Some(path) = &args.web_config {
-        anyhow::bail!(
-            "--web.config.file {}: TLS and basic auth are not supported by this build yet",
-            path.display()
-        );
-    }
+    let web = match &args.web_config {
+        Some(path) => WebConfig::load(path)?,
+        None => WebConfig::default(),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -72,7 +71,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let running = start(settings, args.discard_unreadable_state).await?;
+        let running = start_with_web(settings, args.discard_unreadable_state, web).await?;
         let shutdown = running.shutdown.clone();
         tokio::spawn(async move {
             wait_for_signal().await;
@@ -100,6 +99,15 @@ async fn wait_for_signal() {
 
 /// Starts sources, engine and HTTP server; returns once the listener is bound.
 pub async fn start(settings: Settings, discard_unreadable_state: bool) -> anyhow::Result<Running> {
+    start_with_web(settings, discard_unreadable_state, WebConfig::default()).await
+}
+
+/// [`start`], serving HTTP with the TLS and authentication of `--web.config.file`.
+pub async fn start_with_web(
+    settings: Settings,
+    discard_unreadable_state: bool,
+    web: WebConfig,
+) -> anyhow::Result<Running> {
     let names: Vec<&str> = settings.sources.iter().map(|s| s.name()).collect();
     let mut seen = std::collections::HashSet::new();
     if let Some(dup) = names.iter().find(|n| !seen.insert(**n)) {
@@ -152,7 +160,12 @@ pub async fn start(settings: Settings, discard_unreadable_state: bool) -> anyhow
         settings.server.telemetry_path.clone(),
     ));
     let http_shutdown = CancellationToken::new();
-    let http_task = tokio::spawn(serve(listener, http, http_shutdown.clone()));
+    let http_task = tokio::spawn(serve(
+        listener,
+        http,
+        ServeOptions::new(web),
+        http_shutdown.clone(),
+    ));
 
     let (tx, rx) = mpsc::channel::<Batch>(CHANNEL_BATCHES);
     let mut source_tasks = Vec::new();

@@ -1,20 +1,29 @@
 //! The HTTP server (hyper 1.x): `/metrics`, `/healthz`, `/readyz`, `/api/v1/models` and
 //! the landing page. [`route`] maps a request to a response without a socket, so it is
-//! tested directly; [`serve`] runs it on a listener until shutdown.
+//! tested directly; [`serve`] runs it on a listener until shutdown, with TLS, basic auth
+//! and the limits on slow or oversized requests of [`ServeOptions`].
 
+use std::future::Future as _;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
+use hyper::body::Body as _;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::header::{
+    HeaderValue, ALLOW, CACHE_CONTROL, CONNECTION, CONTENT_TYPE, WWW_AUTHENTICATE,
+};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use super::metrics::{base_registry, render, EngineCollector};
+use super::web_config::{Verdict, WebConfig, WebGuard, REALM_HEADER};
 use super::{api, page, Shared};
 use crate::source::SourceStatus;
 
@@ -143,30 +152,124 @@ pub fn route(
     r
 }
 
+/// How the server protects itself: the web configuration and the limits on clients.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub web: WebConfig,
+    /// A client that has not sent complete request headers by then is disconnected; this
+    /// also bounds how long an idle keep-alive connection is held.
+    pub header_read_timeout: Duration,
+    /// A client that has not finished the TLS handshake by then is disconnected.
+    pub tls_handshake_timeout: Duration,
+    /// A client that reads nothing of its response for this long is disconnected.
+    pub write_stall_timeout: Duration,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+}
+
+impl ServeOptions {
+    pub fn new(web: WebConfig) -> ServeOptions {
+        ServeOptions {
+            web,
+            header_read_timeout: Duration::from_secs(10),
+            tls_handshake_timeout: Duration::from_secs(10),
+            // Longer than the others: a real client on a slow network must not be cut
+            // off, only one that stopped reading.
+            write_stall_timeout: Duration::from_secs(30),
+            max_connections: 256,
+        }
+    }
+}
+
+impl Default for ServeOptions {
+    fn default() -> ServeOptions {
+        ServeOptions::new(WebConfig::default())
+    }
+}
+
+/// Request headers are capped at this size (hyper answers 431 above it).
+const MAX_HEADER_BYTES: usize = 16 * 1024;
+
 async fn handle(
     state: Arc<HttpState>,
+    guard: Arc<WebGuard>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
-    let query = req.uri().query().map(str::to_string);
-    // Rendering takes the engine lock and some CPU: keep it off the async workers.
-    let r = tokio::task::spawn_blocking(move || route(&state, &method, &path, query.as_deref()))
-        .await
-        .unwrap_or_else(|e| {
-            response(
-                StatusCode::INTERNAL_SERVER_ERROR,
+    let mut r = match guard.check(req.headers()).await {
+        Verdict::Unauthorized => {
+            let mut r = response(StatusCode::UNAUTHORIZED, TEXT, "unauthorized\n");
+            r.headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static(REALM_HEADER));
+            r
+        }
+        Verdict::TooManyRequests => response(
+            StatusCode::TOO_MANY_REQUESTS,
+            TEXT,
+            "too many requests (rate_limit of the web config)\n",
+        ),
+        // Nothing here takes a body. It is never read: one that is announced is refused
+        // and the connection closed, so its bytes are not drained either.
+        Verdict::Allow if req.body().size_hint().upper() != Some(0) => {
+            let mut r = response(
+                StatusCode::PAYLOAD_TOO_LARGE,
                 TEXT,
-                format!("handler failed: {e}\n"),
-            )
-        });
+                "request bodies are not accepted; send GET or HEAD without a body\n",
+            );
+            r.headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+            r
+        }
+        Verdict::Allow => {
+            let method = req.method().clone();
+            let path = req.uri().path().to_string();
+            let query = req.uri().query().map(str::to_string);
+            // Rendering takes the engine lock and some CPU: keep it off the async workers.
+            tokio::task::spawn_blocking(move || route(&state, &method, &path, query.as_deref()))
+                .await
+                .unwrap_or_else(|e| {
+                    response(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        TEXT,
+                        format!("handler failed: {e}\n"),
+                    )
+                })
+        }
+    };
+    for (name, value) in guard.response_headers() {
+        r.headers_mut().insert(name.clone(), value.clone());
+    }
     Ok(r)
 }
 
-/// Serves HTTP on `listener` until `shutdown` is cancelled. Slow clients are cut off
-/// after 10 s of not sending their headers; headers are capped at 16 KiB.
-pub async fn serve(listener: TcpListener, state: Arc<HttpState>, shutdown: CancellationToken) {
+/// Serves HTTP (or HTTPS, per `options.web`) on `listener` until `shutdown` is cancelled.
+/// Slow clients are cut off (TLS handshake and request headers each have a timeout),
+/// headers are capped at 16 KiB, bodies are refused unread, and at most
+/// `max_connections` are served at once.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<HttpState>,
+    options: ServeOptions,
+    shutdown: CancellationToken,
+) {
+    let web = &options.web;
+    tracing::info!(
+        tls = web.tls_enabled(),
+        client_certificates = ?web.client_auth(),
+        basic_auth = web.basic_auth_enabled(),
+        "web configuration"
+    );
+    if web.basic_auth_enabled() && !web.tls_enabled() {
+        tracing::warn!(
+            "basic_auth_users without tls_server_config: passwords cross the network in clear text"
+        );
+    }
+    let guard = Arc::new(WebGuard::new(options.web.clone()));
+    let slots = Arc::new(tokio::sync::Semaphore::new(options.max_connections.max(1)));
     loop {
+        let slot = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+        };
         let stream = tokio::select! {
             _ = shutdown.cancelled() => return,
             accepted = listener.accept() => match accepted {
@@ -179,17 +282,183 @@ pub async fn serve(listener: TcpListener, state: Arc<HttpState>, shutdown: Cance
             },
         };
         let state = state.clone();
+        let guard = guard.clone();
+        let header_read_timeout = options.header_read_timeout;
+        let handshake_timeout = options.tls_handshake_timeout;
+        let stream = WriteStallTimeout::new(stream, options.write_stall_timeout);
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| handle(state.clone(), req));
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
-                .max_buf_size(16 * 1024)
-                .serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "http connection ended with an error");
+            let _slot = slot;
+            let Some(acceptor) = guard.tls_acceptor() else {
+                serve_connection(stream, state, guard, header_read_timeout).await;
+                return;
+            };
+            let mut stream = stream;
+            let handshake = async {
+                if !refuse_plain_http(&mut stream).await {
+                    return None;
+                }
+                acceptor
+                    .accept(stream)
+                    .await
+                    .map_err(|e| {
+                        // debug: scanners and clients without the right certificate would
+                        // otherwise flood the log; PREDMON_LOG=predmon=debug shows them.
+                        tracing::debug!(error = %e, "TLS handshake failed");
+                    })
+                    .ok()
+            };
+            match tokio::time::timeout(handshake_timeout, handshake).await {
+                Ok(Some(tls)) => serve_connection(tls, state, guard, header_read_timeout).await,
+                Ok(None) => {}
+                Err(_) => tracing::debug!("TLS handshake timed out"),
             }
         });
+    }
+}
+
+/// On a TLS port, a client speaking plain HTTP gets a short 400 naming the problem
+/// (as Go's servers do) instead of a TLS alert it cannot read. Returns whether the
+/// connection looks like TLS and should go on to the handshake.
+async fn refuse_plain_http(stream: &mut WriteStallTimeout<TcpStream>) -> bool {
+    let mut first = [0u8; 1];
+    match stream.inner.peek(&mut first).await {
+        // 0x16: a TLS handshake record, which every ClientHello starts with.
+        Ok(1) if first[0] == 0x16 => true,
+        Ok(1) if first[0].is_ascii_uppercase() => {
+            // Read what already arrived of the request first: closing a socket with unread
+            // bytes sends a reset, and the client would lose this answer.
+            let mut sink = [0u8; 4096];
+            let mut drained = 0;
+            while drained < MAX_HEADER_BYTES {
+                match stream.inner.try_read(&mut sink) {
+                    Ok(n) if n > 0 => drained += n,
+                    _ => break,
+                }
+            }
+            let _ = stream
+                .write_all(
+                    b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n\
+                      Connection: close\r\n\r\nthis port serves HTTPS: use https://\n",
+                )
+                .await;
+            let _ = stream.shutdown().await;
+            false
+        }
+        _ => false,
+    }
+}
+
+/// A stream whose writes fail once they have made no progress for `limit`, so a client
+/// that stops reading its response (a slow-read attack) cannot hold its connection, and
+/// a connection slot, forever. hyper has no write timeout of its own.
+struct WriteStallTimeout<S> {
+    inner: S,
+    limit: Duration,
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> WriteStallTimeout<S> {
+    fn new(inner: S, limit: Duration) -> Self {
+        WriteStallTimeout {
+            inner,
+            limit,
+            stalled: None,
+        }
+    }
+
+    /// Called when the inner write is pending: Ready(error) once it has been for `limit`.
+    fn poll_stall(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Error> {
+        let limit = self.limit;
+        let sleep = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        sleep.as_mut().poll(cx).map(|()| {
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("the client read nothing for {limit:?}"),
+            )
+        })
+    }
+
+    fn progress<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        r: Poll<std::io::Result<T>>,
+    ) -> Poll<std::io::Result<T>> {
+        match r {
+            Poll::Ready(r) => {
+                self.stalled = None;
+                Poll::Ready(r)
+            }
+            Poll::Pending => self.poll_stall(cx).map(Err),
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WriteStallTimeout<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WriteStallTimeout<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.progress(cx, r)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.progress(cx, r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_flush(cx);
+        this.progress(cx, r)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_shutdown(cx);
+        this.progress(cx, r)
+    }
+}
+
+async fn serve_connection<S>(
+    stream: S,
+    state: Arc<HttpState>,
+    guard: Arc<WebGuard>,
+    header_read_timeout: Duration,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| handle(state.clone(), guard.clone(), req));
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        .max_buf_size(MAX_HEADER_BYTES)
+        .serve_connection(TokioIo::new(stream), service);
+    if let Err(e) = conn.await {
+        tracing::debug!(error = %e, "http connection ended with an error");
     }
 }
 
@@ -335,6 +604,44 @@ mod tests {
             out.status.success() && report.trim().is_empty(),
             "promtool check metrics:\n{report}"
         );
+    }
+
+    /// A peer that stops reading makes writes fail after the limit, and only then.
+    #[test]
+    fn writes_to_a_client_that_stopped_reading_time_out() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let limit = Duration::from_millis(300);
+        block_on_time(async {
+            let (ours, mut theirs) = tokio::io::duplex(1024);
+            let mut s = WriteStallTimeout::new(ours, limit);
+            // Slow but reading: a reader taking 2/3 of the limit per KiB keeps a 5 KiB
+            // write going for longer than the limit, and the write completes.
+            let reader = tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                for _ in 0..4 {
+                    tokio::time::sleep(limit * 2 / 3).await;
+                    theirs.read_exact(&mut buf).await.unwrap();
+                }
+                theirs
+            });
+            let started = std::time::Instant::now();
+            s.write_all(&[0u8; 5 * 1024]).await.unwrap();
+            assert!(started.elapsed() > limit, "{:?}", started.elapsed());
+            let _theirs = reader.await.unwrap();
+            // Not reading: the write fails once the limit has passed, not before.
+            let started = std::time::Instant::now();
+            let err = s.write_all(&[0u8; 4096]).await.unwrap_err();
+            assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+            assert!(started.elapsed() >= limit, "{:?}", started.elapsed());
+        });
+    }
+
+    fn block_on_time<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+            .block_on(f)
     }
 
     fn which(name: &str) -> Result<std::path::PathBuf, ()> {

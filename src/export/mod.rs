@@ -1,10 +1,12 @@
 //! What the daemon shows the world: `/metrics` ([`metrics`]), `/api/v1/models` ([`api`]),
-//! the landing page ([`page`]), served by [`http`].
+//! the landing page ([`page`]), served by [`http`] with the TLS and authentication of
+//! [`web_config`].
 
 pub mod api;
 pub mod http;
 pub mod metrics;
 pub mod page;
+pub mod web_config;
 
 use std::collections::BTreeMap;
 
