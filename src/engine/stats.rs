@@ -43,7 +43,7 @@ pub struct ModelStats {
     pub micro: Prf,
     pub macro_: Prf,
     pub weighted: Prf,
-    /// One entry per class of L, in class-index order.
+    /// One entry per class of L: configured order, else sorted by name.
     pub classes: Vec<ClassStats>,
     /// Non-zero cells as (actual, predicted, count).
     pub confusion: Vec<(u32, u32, u64)>,
@@ -57,6 +57,9 @@ pub struct Scope<'a> {
     pub classes: usize,
     /// Classes `0..configured` are the configured ones; 0 when L comes from the data.
     pub configured: usize,
+    /// Class names by index: L from the data is summed in name order, as scikit-learn
+    /// sorts its labels, so float results do not depend on the order classes appeared.
+    pub names: &'a [String],
     pub samples: u64,
     pub scored: u64,
     pub loss_sum: f64,
@@ -96,9 +99,11 @@ pub fn compute(scope: &Scope, thresholds: &AlertThresholds) -> ModelStats {
     let labels: Vec<usize> = if scope.configured > 0 {
         (0..scope.configured).collect()
     } else {
-        (0..k)
+        let mut seen: Vec<usize> = (0..k)
             .filter(|&c| support[c] > 0 || predicted[c] > 0)
-            .collect()
+            .collect();
+        seen.sort_by(|&a, &b| scope.names[a].cmp(&scope.names[b]));
+        seen
     };
 
     let mut classes = Vec::with_capacity(labels.len());
