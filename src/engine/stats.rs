@@ -201,10 +201,12 @@ mod tests {
 
     fn scope_of(cells: &Dense, classes: usize, configured: usize) -> ModelStats {
         let samples = cells.nonzero().map(|c| c.2).sum();
+        let names: Vec<String> = (0..classes).map(|c| format!("c{c}")).collect();
         let scope = Scope {
             cells,
             classes,
             configured,
+            names: &names,
             samples,
             scored: 0,
             loss_sum: 0.0,
