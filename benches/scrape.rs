@@ -1,0 +1,142 @@
+//! `/metrics` under load, in-process: 20 models x 20 classes x 4 windows (1m, 5m, 1h,
+//! all), with one thread ingesting batches of 4096 combined lines as fast as it can,
+//! exactly as the daemon's engine thread does (lock, ingest the batch, unlock), while
+//! another renders the exposition every 50 ms.
+//!
+//! Reports the render time (the whole text exposition, as `/metrics` serves it), the
+//! part of it spent holding the engine lock (the copy), and the longest time the
+//! ingestion thread waited for the lock: the ingestion stall a scrape causes.
+//!
+//! `scrape [SECONDS]` (default 5). Prints `key=value` lines.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use predmon::config::{RawConfig, Settings};
+use predmon::export::metrics::{base_registry, render, EngineCollector, ScrapeData};
+use predmon::export::Shared;
+use predmon::pipeline::{Mode, Pipeline};
+
+const MODELS: u64 = 20;
+const CLASSES: u64 = 20;
+const BATCH: usize = 4096;
+
+fn quantile(v: &mut [f64], q: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * q).round() as usize]
+}
+
+/// One batch of combined lines stamped `now_s` (fractional Unix seconds).
+fn batch(seq: &mut u64, now_s: f64) -> Vec<String> {
+    (0..BATCH)
+        .map(|_| {
+            *seq += 1;
+            let i = *seq;
+            // Fibonacci hashing: every (model, actual, predicted) combination comes up.
+            let r = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 16;
+            let actual = r % CLASSES;
+            let predicted = if (r / 400).is_multiple_of(5) { r / 20 % CLASSES } else { actual };
+            format!(
+                "{{\"model\": \"model-{:02}\", \"id\": \"tx-{i}\", \"prediction\": \"class-{predicted}\", \"label\": \"class-{actual}\", \"timestamp\": {now_s:.3}}}",
+                r / 2000 % MODELS
+            )
+        })
+        .collect()
+}
+
+fn main() {
+    let seconds: f64 = std::env::args()
+        .skip(1)
+        .find(|a| a != "--bench")
+        .map_or(5.0, |a| a.parse().expect("SECONDS"));
+    let settings = Settings::from_raw(RawConfig::default()).expect("default config");
+    let shared = Arc::new(Mutex::new(Shared::new(Pipeline::new(
+        &settings,
+        Mode::Daemon,
+        None,
+        &["bench"],
+    ))));
+    let now = || predmon::now_ns() as f64 / 1e9;
+    // Every cell of every model, so that each scrape renders the full size.
+    let mut seq = 0;
+    {
+        let mut s = shared.lock().expect("lock");
+        for _ in 0..(MODELS * CLASSES * CLASSES * 3 / BATCH as u64 + 1) {
+            for l in batch(&mut seq, now()) {
+                s.pipeline.ingest(0, l.as_bytes(), predmon::now_ns()).ok();
+            }
+        }
+    }
+    // Pre-made batches, re-stamped only by the arrival clock (Daemon mode takes the
+    // earlier of the two), so that ingestion runs at full speed.
+    let batches: Vec<Vec<String>> = (0..64).map(|_| batch(&mut seq, now() + 3600.0)).collect();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let ingester = {
+        let (shared, stop) = (shared.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let (mut lines, mut waits, mut holds) = (0u64, Vec::new(), Vec::new());
+            let started = Instant::now();
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let b = &batches[i % batches.len()];
+                i += 1;
+                let t = Instant::now();
+                let mut s = shared.lock().expect("lock");
+                let got = Instant::now();
+                let arrival = predmon::now_ns();
+                for l in b {
+                    let _ = s.pipeline.ingest(0, l.as_bytes(), arrival);
+                }
+                drop(s);
+                waits.push((got - t).as_secs_f64() * 1e3);
+                holds.push(got.elapsed().as_secs_f64() * 1e3);
+                lines += b.len() as u64;
+            }
+            (lines as f64 / started.elapsed().as_secs_f64(), waits, holds)
+        })
+    };
+    let collector = EngineCollector::new(shared.clone(), Vec::new());
+    let registry = base_registry();
+    let (mut renders, mut captures) = (Vec::new(), Vec::new());
+    let mut bytes = 0;
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        let t = Instant::now();
+        let text = render(&collector, &registry).expect("render");
+        renders.push(t.elapsed().as_secs_f64() * 1e3);
+        bytes = text.len();
+        let t = Instant::now();
+        std::hint::black_box(ScrapeData::capture(&shared, &[]));
+        captures.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (rate, mut waits, mut holds) = ingester.join().expect("ingester");
+    let s = shared.lock().expect("lock");
+    let models = s.pipeline.engine.models().len();
+    let classes = s.pipeline.engine.models()[0].class_names().len();
+    println!("models={models} classes={classes} windows=4 exposition_bytes={bytes}");
+    println!(
+        "scrapes={} ingest_events_per_second={rate:.0}",
+        renders.len()
+    );
+    eprintln!("render times (ms, in order): {renders:.1?}");
+    println!(
+        "render_ms_median={:.2} render_ms_max={:.2}",
+        quantile(&mut renders, 0.5),
+        quantile(&mut renders, 1.0)
+    );
+    println!(
+        "capture_ms_median={:.2} capture_ms_max={:.2}",
+        quantile(&mut captures, 0.5),
+        quantile(&mut captures, 1.0)
+    );
+    println!(
+        "batch_hold_ms_median={:.2} ingest_lock_wait_ms_max={:.2} ingest_lock_wait_ms_p99={:.3}",
+        quantile(&mut holds, 0.5),
+        quantile(&mut waits, 1.0),
+        quantile(&mut waits, 0.99)
+    );
+}

@@ -1,0 +1,319 @@
+#!/usr/bin/env bash
+# predmon's benchmark suite: predmon against its limits and its peers (issue 5).
+#
+#   scripts/bench.sh                 measure and print the table (nothing is written to the repo)
+#   scripts/bench.sh --update-docs   also rewrite the table in docs/BENCHMARKS.md
+#
+# Environment: BENCH_RUNS (default 3; each figure is the median), BENCH_EVENTS (default
+# 1000000 lines per file), CI=true (a stage that cannot run fails the script instead of
+# being skipped). Works under target/bench/; needs python3 and /usr/bin/time (Debian
+# `time`), installs `mtail` and `time` with apt when missing and run as root, and uses
+# scripts/test-env.sh for the tansu broker of the Kafka stage.
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+RUNS="${BENCH_RUNS:-3}"
+EVENTS="${BENCH_EVENTS:-1000000}"
+UPDATE_DOCS=0
+for arg in "$@"; do
+    case "$arg" in
+        --update-docs) UPDATE_DOCS=1 ;;
+        -h | --help) sed -n '2,11p' "$0"; exit 0 ;;
+        *) echo "bench: unknown argument $arg" >&2; exit 2 ;;
+    esac
+done
+work="$repo/target/bench"
+mkdir -p "$work"
+started_all=$(date +%s)
+
+say() { printf 'bench: %s\n' "$*" >&2; }
+skip() { # skip STAGE REASON: fatal under CI
+    if [ "${CI:-}" = "true" ]; then
+        say "FAILED: $1: $2"
+        exit 1
+    fi
+    say "skipping $1: $2"
+    SKIPPED+=("$1: $2")
+}
+SKIPPED=()
+
+apt_get() { # apt_get PKG: installs a missing Debian package when we can
+    dpkg -s "$1" >/dev/null 2>&1 && return 0
+    [ "$(id -u)" = 0 ] || return 1
+    say "apt-get install $1"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1"; } >/dev/null 2>&1
+}
+
+[ -x /usr/bin/time ] || apt_get time || { say "needs /usr/bin/time (Debian package \`time\`)"; exit 1; }
+command -v python3 >/dev/null || { say "needs python3"; exit 1; }
+
+# ---------------------------------------------------------------------------- build
+say "building (release)"
+cargo build --release --quiet --bin predmon
+cargo bench --no-run --quiet --message-format=json >"$work/build.json"
+bench_bin() { # the executable of benches/$1.rs
+    python3 - "$work/build.json" "$1" <<'EOF'
+import json, sys
+for line in open(sys.argv[1]):
+    try:
+        m = json.loads(line)
+    except ValueError:
+        continue
+    t = m.get("target") or {}
+    if m.get("executable") and t.get("name") == sys.argv[2] and "bench" in t.get("kind", []):
+        path = m["executable"]
+print(path)
+EOF
+}
+PREDMON="$repo/target/release/predmon"
+GEN="$(bench_bin gen_events)"
+LIMITS="$(bench_bin limits)"
+SCALING="$(bench_bin scaling)"
+SCRAPE="$(bench_bin scrape)"
+KAFKA_BARE="$(bench_bin kafka_bare)"
+
+# ---------------------------------------------------------------------------- inputs
+now_ms=$(($(date +%s%N) / 1000000))
+say "generating $EVENTS-line files under target/bench/"
+"$GEN" --output "$work/combined.jsonl" --count "$EVENTS" 2>/dev/null
+"$GEN" --output "$work/split.jsonl" --count "$EVENTS" --split 2>/dev/null
+"$GEN" --output "$work/pending.jsonl" --count "$EVENTS" --split --no-labels 2>/dev/null
+"$GEN" --output "$work/pending-small.jsonl" --count 1000 --split --no-labels 2>/dev/null
+# For the daemon: the same shape, ending at the wall clock so that the windows hold it.
+"$GEN" --output "$work/live.jsonl" --count "$EVENTS" --start-ms $((now_ms - EVENTS)) 2>/dev/null
+"$GEN" --output "$work/live-20x20.jsonl" --count "$EVENTS" --models 20 --classes 20 \
+    --start-ms $((now_ms - EVENTS)) 2>/dev/null
+cat "$work"/*.jsonl >/dev/null # into the page cache
+
+# ---------------------------------------------------------------------------- helpers
+declare -A SECS RSS # name -> space-separated samples (seconds, KiB)
+timed() { # timed NAME CMD...: one run; wall seconds and peak RSS of CMD
+    local name="$1" t0 t1 rss
+    shift
+    t0=$(date +%s%N)
+    /usr/bin/time -f '%M' -o "$work/time.out" "$@" >"$work/out.txt" 2>"$work/err.txt" || {
+        say "$name failed:"
+        tail -5 "$work/err.txt" >&2
+        return 1
+    }
+    t1=$(date +%s%N)
+    rss=$(tail -1 "$work/time.out")
+    SECS[$name]="${SECS[$name]:-} $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f", (b - a) / 1e9 }')"
+    RSS[$name]="${RSS[$name]:-} $rss"
+}
+repeat() { # repeat NAME CMD...: RUNS runs
+    local i
+    for ((i = 0; i < RUNS; i++)); do timed "$@" || return 1; done
+}
+median() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+json_field() { python3 -c 'import json, statistics, sys
+d = json.loads(sys.argv[1]); v = d[sys.argv[2]]
+print(v if not isinstance(v, list) else (f"{statistics.median(v):.2f} {max(v):.2f} {len(v)}" if v else "nan nan 0"))' "$1" "$2"; }
+lines_of() { wc -l <"$1" | tr -d ' '; }
+
+# ---------------------------------------------------------------------------- one-shot stages
+say "floor and parse limit ($RUNS runs each)"
+repeat floor "$LIMITS" lines "$work/combined.jsonl"
+repeat limit "$LIMITS" serde "$work/combined.jsonl"
+repeat limit_split "$LIMITS" serde "$work/split.jsonl"
+say "predmon report"
+repeat report "$PREDMON" report --format json "$work/combined.jsonl"
+repeat report_split "$PREDMON" report --format json "$work/split.jsonl"
+timed pending "$PREDMON" report --format json "$work/pending.jsonl"
+timed pending_small "$PREDMON" report --format json "$work/pending-small.jsonl"
+
+MTAIL_OK=0
+if command -v mtail >/dev/null || apt_get mtail; then
+    say "mtail --one_shot"
+    mkdir -p "$work/mtail"
+    cat >"$work/mtail/confusion.mtail" <<'EOF'
+# The same confusion cells predmon counts, from the same lines.
+counter predmon_confusion by model, actual, predicted
+/"model": "(?P<model>[^"]+)".*"prediction": "(?P<predicted>[^"]+)", "label": "(?P<actual>[^"]+)"/ {
+  predmon_confusion[$model][$actual][$predicted]++
+}
+EOF
+    if repeat mtail mtail --one_shot --one_shot_format=prometheus --progs "$work/mtail" \
+        --logs "$work/combined.jsonl"; then
+        counted=$(awk '/^predmon_confusion\{/ { s += $2 } END { print s + 0 }' "$work/out.txt")
+        [ "$counted" = "$EVENTS" ] || say "warning: mtail counted $counted of $EVENTS"
+        MTAIL_OK=1
+    else
+        skip mtail "mtail failed"
+    fi
+else
+    skip mtail "mtail is not installed and cannot be (Debian package mtail)"
+fi
+
+# ---------------------------------------------------------------------------- daemon stages
+declare -A DAEMON
+daemon_runs() { # daemon_runs NAME ARGS...: RUNS runs of bench_daemon.py
+    local name="$1" i out
+    shift
+    for ((i = 0; i < RUNS; i++)); do
+        out=$(python3 scripts/bench_daemon.py --predmon "$PREDMON" "$@" --group "bench-$name-$i-$$") || return 1
+        SECS[$name]="${SECS[$name]:-} $(json_field "$out" seconds)"
+        RSS[$name]="${RSS[$name]:-} $(json_field "$out" hwm_kib)"
+        DAEMON[$name]="$out"
+    done
+}
+say "predmon run, file source"
+daemon_runs run_file --lines "$(lines_of "$work/live.jsonl")" --file "$work/live.jsonl" ||
+    skip run_file "predmon run with a file source failed"
+say "predmon run, file source, 20 models x 20 classes x 4 windows"
+daemon_runs run_20 --lines "$(lines_of "$work/live-20x20.jsonl")" --file "$work/live-20x20.jsonl" \
+    --every 0.1 --settle 2 --idle-scrapes 20 ||
+    skip run_20 "predmon run with a file source failed"
+say "scrape under load, in-process (5 s)"
+"$SCRAPE" 5 >"$work/scrape.txt" 2>"$work/scrape.err"
+
+KAFKA_OK=0
+kafka_stage() {
+    if [ -z "${PREDMON_TANSU:-}" ]; then
+        # shellcheck disable=SC1091
+        . scripts/test-env.sh >/dev/null 2>&1 || { skip kafka "scripts/test-env.sh could not provide tansu"; return; }
+    fi
+    [ -x "${PREDMON_TANSU:-}" ] || { skip kafka "no tansu broker"; return; }
+    local port tansu_pid lines
+    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    "$PREDMON_TANSU" broker --listener-url "tcp://127.0.0.1:$port" \
+        --advertised-listener-url "tcp://127.0.0.1:$port" --storage-engine memory://tansu/ \
+        >"$work/tansu.log" 2>&1 &
+    tansu_pid=$!
+    # shellcheck disable=SC2064
+    trap "kill $tansu_pid 2>/dev/null || true" EXIT
+    for _ in $(seq 100); do
+        (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+        sleep 0.1
+    done
+    "$PREDMON_TANSU" topic create bench --partitions 1 --broker "tcp://127.0.0.1:$port" >/dev/null 2>&1 ||
+        { skip kafka "tansu topic create failed"; kill "$tansu_pid"; return; }
+    say "kafka: producing $EVENTS events to tansu"
+    "$KAFKA_BARE" produce "127.0.0.1:$port" bench "$work/live.jsonl" 2>"$work/produce.err" ||
+        { skip kafka "producing to tansu failed: $(tail -1 "$work/produce.err")"; kill "$tansu_pid"; return; }
+    lines=$(lines_of "$work/live.jsonl")
+    say "kafka: bare consumer + serde_json"
+    repeat kafka_bare "$KAFKA_BARE" consume "127.0.0.1:$port" bench "$lines" ||
+        { skip kafka "the bare consumer failed"; kill "$tansu_pid"; return; }
+    say "kafka: predmon run"
+    if daemon_runs run_kafka --lines "$lines" --brokers "127.0.0.1:$port" --topic bench --timeout 120; then
+        KAFKA_OK=1
+    else
+        skip kafka_predmon "predmon run with a kafka source failed (see above)"
+    fi
+    kill "$tansu_pid" 2>/dev/null || true
+    wait "$tansu_pid" 2>/dev/null || true
+    trap - EXIT
+}
+kafka_stage
+
+say "scaling tables (engine API)"
+"$SCALING" >"$work/scaling.md"
+
+# ---------------------------------------------------------------------------- table
+rate() { awk -v n="$2" -v s="$(median "${SECS[$1]:-}")" 'BEGIN { if (s == "nan" || s == 0) print "nan"; else printf "%.0f", n / s }'; }
+mib() { awk -v k="$(median "${RSS[$1]:-}")" 'BEGIN { if (k == "nan") print "n/a"; else printf "%.1f MiB", k / 1024 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "nan" || b == "nan" || b == 0) print "n/a"; else printf "%.2fx", a / b }'; }
+fmt() { awk -v r="$1" 'BEGIN { if (r == "nan") print "n/a"; else { s = sprintf("%d", r); out = ""; while (length(s) > 3) { out = "," substr(s, length(s) - 2) out; s = substr(s, 1, length(s) - 3) }; print s out } }'; }
+
+N_COMB=$(lines_of "$work/combined.jsonl")
+N_SPLIT=$(lines_of "$work/split.jsonl")
+R_FLOOR=$(rate floor "$N_COMB")
+R_LIMIT=$(rate limit "$N_COMB")
+R_LIMIT_SPLIT=$(rate limit_split "$N_SPLIT")
+R_REPORT=$(rate report "$N_COMB")
+R_REPORT_SPLIT=$(rate report_split "$N_SPLIT")
+R_MTAIL=nan
+[ "$MTAIL_OK" = 1 ] && R_MTAIL=$(rate mtail "$N_COMB")
+R_RUN=nan
+[ -n "${SECS[run_file]:-}" ] && R_RUN=$(rate run_file "$N_COMB")
+R_RUN20=nan
+[ -n "${SECS[run_20]:-}" ] && R_RUN20=$(rate run_20 "$N_COMB")
+R_BARE=nan R_KAFKA=nan
+[ -n "${SECS[kafka_bare]:-}" ] && R_BARE=$(rate kafka_bare "$N_COMB")
+[ "$KAFKA_OK" = 1 ] && R_KAFKA=$(rate run_kafka "$N_COMB")
+PENDING_BYTES=$(awk -v a="$(median "${RSS[pending]}")" -v b="$(median "${RSS[pending_small]}")" -v n="$(lines_of "$work/pending.jsonl")" \
+    'BEGIN { printf "%.0f", (a - b) * 1024 / n }')
+read -r S_MED S_MAX S_N <<<"$( [ -n "${DAEMON[run_20]:-}" ] && json_field "${DAEMON[run_20]}" scrape_ms || echo "nan nan 0")"
+read -r I_MED I_MAX _ <<<"$( [ -n "${DAEMON[run_20]:-}" ] && json_field "${DAEMON[run_20]}" idle_scrape_ms || echo "nan nan 0")"
+RSS20=$( [ -n "${DAEMON[run_20]:-}" ] && json_field "${DAEMON[run_20]}" rss_kib || echo nan)
+EXPO=$( [ -n "${DAEMON[run_20]:-}" ] && json_field "${DAEMON[run_20]}" exposition_bytes || echo nan)
+kv() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" "$work/scrape.txt"; }
+
+cpu="$(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores"
+load="$(cut -d' ' -f1-3 /proc/loadavg)"
+table="$work/table.md"
+{
+    echo "Machine: $cpu; $(free -g | awk '/^Mem:/ { print $2 " GiB" }'); load average at the end: $load."
+    echo "Files: $N_COMB lines each ($(du -m "$work/combined.jsonl" | cut -f1) MB combined); medians of $RUNS runs;"
+    echo "peak RSS from \`/usr/bin/time\` (daemon: VmHWM). \`scripts/bench.sh\`, $(date -u +%Y-%m-%d), $(git rev-parse --short HEAD)."
+    echo
+    echo "| measurement | events/s | peak RSS | vs its limit | vs mtail |"
+    echo "|---|---:|---:|---:|---:|"
+    echo "| floor: read lines only (memchr, 1 core) | $(fmt "$R_FLOOR") | $(mib floor) | | |"
+    echo "| parse limit: serde_json borrowed struct + 1 count, combined (1 core) | $(fmt "$R_LIMIT") | $(mib limit) | | $(ratio "$R_LIMIT" "$R_MTAIL") |"
+    echo "| parse limit, split events (1 core) | $(fmt "$R_LIMIT_SPLIT") | $(mib limit_split) | | |"
+    echo "| \`predmon report\`, combined (1 core) | $(fmt "$R_REPORT") | $(mib report) | $(ratio "$R_REPORT" "$R_LIMIT") of parse limit; $(ratio "$R_REPORT" "$R_FLOOR") of floor | $(ratio "$R_REPORT" "$R_MTAIL") |"
+    echo "| \`predmon report\`, split, delayed labels (1 core) | $(fmt "$R_REPORT_SPLIT") | $(mib report_split) | $(ratio "$R_REPORT_SPLIT" "$R_LIMIT_SPLIT") of split parse limit | |"
+    echo "| \`predmon run\`, file source, to completion, /metrics every 25 ms (2 cores) | $(fmt "$R_RUN") | $(mib run_file) | $(ratio "$R_RUN" "$R_LIMIT") of parse limit | $(ratio "$R_RUN" "$R_MTAIL") |"
+    echo "| \`predmon run\`, file, 20 models x 20 classes x 4 windows, /metrics every 100 ms | $(fmt "$R_RUN20") | $(mib run_20) | | |"
+    echo "| bare rdkafka consumer + serde_json (tansu, 1 partition) | $(fmt "$R_BARE") | $(mib kafka_bare) | | |"
+    echo "| \`predmon run\`, Kafka source (tansu, 1 partition) | $(fmt "$R_KAFKA") | $(mib run_kafka) | $(ratio "$R_KAFKA" "$R_BARE") of bare consumer | |"
+    echo "| mtail --one_shot, counting the same confusion cells | $(fmt "$R_MTAIL") | $(mib mtail) | | 1.00x |"
+    echo
+    echo "| other limit | measured |"
+    echo "|---|---:|"
+    echo "| \`/metrics\` at 20 x 20 x 4 ($EXPO bytes), during full-speed ingestion, HTTP (median / max of $S_N) | $S_MED / $S_MAX ms |"
+    echo "| \`/metrics\` at 20 x 20 x 4, idle, HTTP (median / max of 20) | $I_MED / $I_MAX ms |"
+    echo "| \`/metrics\` render in-process under load (median / max of $(kv scrapes)) | $(kv render_ms_median) / $(kv render_ms_max) ms |"
+    echo "| engine lock held by a scrape's copy (median / max) | $(kv capture_ms_median) / $(kv capture_ms_max) ms |"
+    echo "| longest ingestion stall behind a scrape (ingestion thread's wait for the lock) | $(kv ingest_lock_wait_ms_max) ms |"
+    echo "| RSS steady state, daemon at 20 x 20 x 4 after ingesting $N_COMB events | $(awk -v k="$RSS20" 'BEGIN { printf "%.1f MiB", k / 1024 }') |"
+    echo "| memory per pending join entry ($(lines_of "$work/pending.jsonl") pending prediction halves, \`report\`) | $PENDING_BYTES bytes (peak RSS $(mib pending)) |"
+    echo
+    cat "$work/scaling.md"
+    if [ "${#SKIPPED[@]}" -gt 0 ]; then
+        echo
+        for s in "${SKIPPED[@]}"; do echo "Skipped: $s"; done
+    fi
+} >"$table"
+
+# ---------------------------------------------------------------------------- targets
+ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a != "nan" && b != "nan" && a + 0 >= b + 0) }'; }
+lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a != "nan" && a != "" && a + 0 < b + 0) }'; }
+check() { # check DESCRIPTION CONDITION...
+    local what="$1"
+    shift
+    if "$@"; then echo "- met: $what"; else echo "- MISSED: $what"; fi
+}
+mul() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "nan" || b == "nan") print "nan"; else print a * b }'; }
+{
+    echo
+    echo "Targets:"
+    check "report combined >= 2,000,000 events/s ($(fmt "$R_REPORT"))" ge "$R_REPORT" 2000000
+    check "report combined >= 0.8 of the parse limit ($(ratio "$R_REPORT" "$R_LIMIT"))" ge "$R_REPORT" "$(mul "$R_LIMIT" 0.8)"
+    check "report combined >= 15x mtail ($(ratio "$R_REPORT" "$R_MTAIL"))" ge "$R_REPORT" "$(mul "$R_MTAIL" 15)"
+    check "report combined peak RSS < 50 MiB ($(mib report))" lt "$(median "${RSS[report]}")" 51200
+    check "report split >= 1,200,000 events/s ($(fmt "$R_REPORT_SPLIT"))" ge "$R_REPORT_SPLIT" 1200000
+    check "run file source >= 1,000,000 events/s, scrapes included ($(fmt "$R_RUN"))" ge "$R_RUN" 1000000
+    check "run Kafka >= 0.8 of bare consumer+parse ($(ratio "$R_KAFKA" "$R_BARE"))" ge "$R_KAFKA" "$(mul "$R_BARE" 0.8)"
+    check "/metrics render at 20x20x4 < 20 ms (in-process median $(kv render_ms_median) ms, HTTP idle median $I_MED ms)" lt "$(kv render_ms_median)" 20
+    check "no ingestion stall > 5 ms (longest $(kv ingest_lock_wait_ms_max) ms)" lt "$(kv ingest_lock_wait_ms_max)" 5
+    check "RSS < 30 MiB steady state at 20x20x4 ($(awk -v k="$RSS20" 'BEGIN { printf "%.1f", k / 1024 }') MiB)" lt "$RSS20" 30720
+    check "< 200 bytes per pending join entry ($PENDING_BYTES)" lt "$PENDING_BYTES" 200
+} >>"$table"
+
+cat "$table"
+say "done in $(($(date +%s) - started_all)) s"
+if [ "$UPDATE_DOCS" = 1 ]; then
+    python3 - "$repo/docs/BENCHMARKS.md" "$table" <<'EOF'
+import sys
+doc, table = sys.argv[1], open(sys.argv[2]).read().strip()
+text = open(doc).read()
+begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
+i, j = text.index(begin) + len(begin), text.index(end)
+open(doc, "w").write(text[:i] + "\n" + table + "\n" + text[j:])
+EOF
+    say "updated docs/BENCHMARKS.md"
+fi

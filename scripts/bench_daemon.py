@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""Times `predmon run` ingesting a known number of events, for scripts/bench.sh.
+
+Starts the daemon with a generated configuration (one file or Kafka source), scrapes
+/metrics every --every seconds (the scrapes are part of the measured run, as in
+production), and stops once predmon's own `predmon_events_total` equals --lines.
+Prints one JSON object:
+
+  seconds       from process start to the first scrape that saw every line
+  hwm_kib       peak RSS (VmHWM) at that moment; rss_kib: VmRSS after --settle seconds
+  scrape_ms     time of each /metrics request made while ingesting (client side)
+  idle_scrape_ms  the same, after ingestion finished (render time without contention)
+  exposition_bytes  size of the last exposition
+
+Standard library only.
+"""
+
+import argparse
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def proc_kib(pid, key):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--predmon", required=True)
+    ap.add_argument("--lines", type=int, required=True)
+    ap.add_argument("--file")
+    ap.add_argument("--brokers")
+    ap.add_argument("--topic")
+    ap.add_argument("--group", default="bench")
+    ap.add_argument("--every", type=float, default=0.025)
+    ap.add_argument("--settle", type=float, default=0.0)
+    ap.add_argument("--idle-scrapes", type=int, default=0)
+    ap.add_argument("--timeout", type=float, default=120.0)
+    a = ap.parse_args()
+
+    port = free_port()
+    if a.file:
+        source = f'[[sources]]\ntype = "file"\nname = "src"\npaths = ["{a.file}"]\nstart_at = "beginning"\n'
+    else:
+        source = (
+            f'[[sources]]\ntype = "kafka"\nname = "src"\nbrokers = "{a.brokers}"\n'
+            f'topics = ["{a.topic}"]\ngroup_id = "{a.group}"\nmode = "assign"\n'
+        )
+    cfg = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False)
+    cfg.write(source + f'[server]\nlisten_address = "127.0.0.1:{port}"\n')
+    cfg.close()
+    url = f"http://127.0.0.1:{port}/metrics"
+    pattern = re.compile(rb'^predmon_events_total\{source="src"\} (\S+)$', re.M)
+
+    log = tempfile.TemporaryFile()
+    started = time.perf_counter()
+    proc = subprocess.Popen([a.predmon, "run", "--config", cfg.name], stdout=log, stderr=log)
+    out = {"scrape_ms": [], "idle_scrape_ms": []}
+    seen = 0
+    body = b""
+    try:
+        while True:
+            now = time.perf_counter()
+            if now - started > a.timeout or proc.poll() is not None:
+                log.seek(0)
+                sys.stderr.write(log.read().decode(errors="replace")[-2000:])
+                raise SystemExit(
+                    f"bench_daemon: {seen} of {a.lines} events after {now - started:.1f} s"
+                    + (f"; predmon exited with {proc.returncode}" if proc.returncode is not None else "")
+                )
+            t = time.perf_counter()
+            try:
+                with urllib.request.urlopen(url, timeout=10) as r:
+                    body = r.read()
+            except OSError:
+                time.sleep(0.005)  # not listening yet
+                continue
+            took = time.perf_counter() - t
+            m = pattern.search(body)
+            seen = int(float(m.group(1))) if m else 0
+            if seen >= a.lines:
+                out["seconds"] = time.perf_counter() - started
+                out["hwm_kib"] = proc_kib(proc.pid, "VmHWM")
+                break
+            out["scrape_ms"].append(took * 1e3)
+            time.sleep(max(0.0, a.every - took))
+        time.sleep(a.settle)
+        for _ in range(a.idle_scrapes):
+            t = time.perf_counter()
+            with urllib.request.urlopen(url, timeout=10) as r:
+                body = r.read()
+            out["idle_scrape_ms"].append((time.perf_counter() - t) * 1e3)
+        out["rss_kib"] = proc_kib(proc.pid, "VmRSS")
+        out["hwm_kib_end"] = proc_kib(proc.pid, "VmHWM")
+        out["exposition_bytes"] = len(body)
+        out["events"] = seen
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        os.unlink(cfg.name)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
