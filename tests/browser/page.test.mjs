@@ -7,7 +7,7 @@
 //   PREDMON_PAGE_OUT=/tmp/page.html cargo test page::tests::write_fixture_page -- --ignored
 //   python3 tests/browser/serve_fixture.py --html /tmp/page.html --port 8765 &
 //   PREDMON_URL=http://127.0.0.1:8765 node tests/browser/page.test.mjs
-// Saves docs/img/page.png. Prints "N passed, N failed"; exits 1 on any failure.
+// Saves a screenshot (target/page.png, or $PREDMON_SCREENSHOT). Prints "N passed, N failed"; exits 1 on any failure.
 import { chromium } from 'playwright-core';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -20,7 +20,9 @@ if (!BASE) {
 }
 const base = BASE.replace(/\/*$/, '/');
 const at = (p) => new URL(p, base).href;
-const SHOT = fileURLToPath(new URL('../../docs/img/page.png', import.meta.url));
+// CI writes the screenshot under target/; PREDMON_SCREENSHOT=docs/img/page.png refreshes the README's.
+const SHOT = process.env.PREDMON_SCREENSHOT
+  || fileURLToPath(new URL('../../target/page.png', import.meta.url));
 const WIDTH = 1400;
 const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync'];

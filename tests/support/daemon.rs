@@ -145,9 +145,12 @@ fn dechunk(mut body: &str) -> String {
     out
 }
 
+/// A sample's labels, name -> value.
+pub type Labels = BTreeMap<String, String>;
+
 /// Parsed samples of one scrape: name -> [(labels, value)].
 pub struct Metrics {
-    pub samples: BTreeMap<String, Vec<(BTreeMap<String, String>, f64)>>,
+    pub samples: BTreeMap<String, Vec<(Labels, f64)>>,
 }
 
 impl Metrics {
