@@ -103,12 +103,15 @@ impl Pipeline {
             (Some(_), None) => Some(Side::Prediction),
             _ => Some(Side::Label),
         };
-        if let (Some(side), Some(model)) = (half_side, self.engine.model_id(&e.model)) {
-            let id =
-                e.id.as_deref()
-                    .expect("the decoder requires an id on halves");
-            if self.join.pending_side(model, id) == Some(side) {
-                return Err(Rejection::DuplicateId);
+        // Only a half can be a duplicate: complete events skip the model lookup.
+        if let Some(side) = half_side {
+            if let Some(model) = self.engine.model_id(&e.model) {
+                let id =
+                    e.id.as_deref()
+                        .expect("the decoder requires an id on halves");
+                if self.join.pending_side(model, id) == Some(side) {
+                    return Err(Rejection::DuplicateId);
+                }
             }
         }
         let (model, [predicted, actual]) = self

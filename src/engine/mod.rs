@@ -231,8 +231,19 @@ impl Engine {
         model: &str,
         classes: [Option<&str>; 2],
     ) -> Result<(u32, [u32; 2]), Rejection> {
-        let settings = self.settings.as_ref().expect("settings");
         let existing = self.model_index.get(model).copied();
+        // The common case: a known model and known classes, one lookup each.
+        if let Some(m) = existing {
+            let state = &self.models[m as usize];
+            let known = |c: Option<&str>| match c {
+                None => Some(u32::MAX),
+                Some(c) => state.class_index.get(c).copied(),
+            };
+            if let (Some(p), Some(a)) = (known(classes[0]), known(classes[1])) {
+                return Ok((m, [p, a]));
+            }
+        }
+        let settings = self.settings.as_ref().expect("settings");
         if existing.is_none() && self.models.len() >= settings.max_models {
             return Err(Rejection::ModelLimit);
         }
