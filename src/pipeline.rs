@@ -203,3 +203,90 @@ impl Pipeline {
         self.mode
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RawConfig;
+
+    fn daemon(edit: impl FnOnce(&mut RawConfig)) -> Pipeline {
+        let mut raw = RawConfig::default();
+        edit(&mut raw);
+        Pipeline::new(
+            &Settings::from_raw(raw).unwrap(),
+            Mode::Daemon,
+            None,
+            &["t"],
+        )
+    }
+
+    const SECOND: i64 = 1_000_000_000;
+
+    #[test]
+    fn halves_expire_after_the_ttl_and_are_counted_by_side() {
+        let mut p = daemon(|r| r.join.ttl = "10s".into());
+        let t0 = 1_700_000_000 * SECOND;
+        p.ingest(0, br#"{"model":"m","id":1,"prediction":"a"}"#, t0)
+            .unwrap();
+        p.ingest(0, br#"{"model":"m","id":2,"label":"a"}"#, t0 + 5 * SECOND)
+            .unwrap();
+        p.tick(t0 + 10 * SECOND);
+        assert_eq!(p.join.len(), 2, "not older than the ttl yet");
+        p.tick(t0 + 10 * SECOND + 1);
+        assert_eq!((p.join.len(), p.engine.model(0).join_expired), (1, [1, 0]));
+        p.tick(t0 + 16 * SECOND);
+        assert_eq!((p.join.len(), p.engine.model(0).join_expired), (0, [1, 1]));
+        // An expired half never becomes a sample: its late partner waits on its own.
+        p.ingest(0, br#"{"model":"m","id":1,"label":"a"}"#, t0 + 17 * SECOND)
+            .unwrap();
+        assert_eq!(
+            (p.engine.model(0).samples(), p.join.pending_of(0)),
+            (0, [0, 1])
+        );
+    }
+
+    #[test]
+    fn beyond_max_pending_the_oldest_half_expires_first() {
+        let mut p = daemon(|r| r.join.max_pending = 3);
+        let t0 = 1_700_000_000 * SECOND;
+        for id in 0..5 {
+            let line = format!(r#"{{"model":"m","id":{id},"prediction":"a"}}"#);
+            p.ingest(0, line.as_bytes(), t0 + id).unwrap();
+        }
+        assert_eq!((p.join.len(), p.engine.model(0).join_expired), (3, [2, 0]));
+        // Ids 0 and 1 expired; 2..4 still join.
+        p.ingest(0, br#"{"model":"m","id":2,"label":"a"}"#, t0 + 10)
+            .unwrap();
+        p.ingest(0, br#"{"model":"m","id":0,"label":"a"}"#, t0 + 10)
+            .unwrap();
+        assert_eq!(p.engine.model(0).samples(), 1);
+        assert_eq!(
+            p.join.pending_of(0),
+            [2, 1],
+            "id 0's label waits: its prediction expired"
+        );
+    }
+
+    #[test]
+    fn report_mode_never_expires() {
+        let mut p = Pipeline::new(&Settings::default(), Mode::Report, None, &["t"]);
+        p.ingest(0, br#"{"id":1,"prediction":"a","timestamp":0}"#, 0)
+            .unwrap();
+        p.ingest(0, br#"{"id":1,"label":"a","timestamp":100000}"#, 0)
+            .unwrap();
+        assert_eq!(p.engine.model(0).samples(), 1);
+    }
+
+    #[test]
+    fn daemon_takes_future_timestamps_as_now() {
+        let mut p = daemon(|_| {});
+        let now = 1_700_000_000 * SECOND;
+        p.ingest(
+            0,
+            br#"{"prediction":"a","label":"a","timestamp":1800000000}"#,
+            now,
+        )
+        .unwrap();
+        assert_eq!(p.engine.watermark_ns(), Some(now));
+    }
+}
