@@ -34,7 +34,11 @@ stage() {
 if [ -z "${QUICK:-}" ]; then
     # shellcheck source=scripts/test-env.sh
     . scripts/test-env.sh
-    apt_install prometheus chromium nodejs npm curl
+    apt_install prometheus chromium curl
+    # The image may ship Node.js from elsewhere with its own npm, which Debian's npm
+    # package conflicts with: install them only where they are missing.
+    command -v node >/dev/null || apt_install nodejs
+    command -v npm >/dev/null || apt_install npm
 fi
 
 stage "cargo fmt --check" cargo fmt --all -- --check
