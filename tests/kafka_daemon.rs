@@ -1,0 +1,421 @@
+//! `predmon run` with a Kafka source against a real broker (tansu, see
+//! tests/support/kafka.rs), as users run it: the real binary, a config file, /metrics.
+//!
+//! - the daemon's counters equal `predmon report` on the same lines;
+//! - `kill -9` at random points and restarts from the snapshot lose and repeat nothing;
+//! - two instances in one consumer group split the partitions, and the sums of their
+//!   additive counters equal one instance's result.
+//!
+//! Needs `PREDMON_TANSU` (`source scripts/test-env.sh`); without it the tests print a
+//! notice and pass, except under `CI=true` where they fail.
+
+#[path = "support/daemon.rs"]
+mod daemon;
+#[path = "support/kafka.rs"]
+mod kafka;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use daemon::{free_port, http_get, Daemon, Metrics};
+use kafka::{wait_until, Broker, Producer};
+use serde_json::Value;
+
+fn spawn(config: &Path) -> Daemon {
+    Daemon::start(config, free_port())
+}
+
+fn ready(d: &Daemon) -> bool {
+    matches!(http_get(d.port, "/readyz"), Some((200, _)))
+}
+
+fn events(d: &Daemon) -> f64 {
+    d.metrics().sum("predmon_events_total", &[])
+}
+
+fn kill9(mut d: Daemon) {
+    d.child.kill().unwrap(); // SIGKILL
+    d.child.wait().unwrap();
+}
+
+type Counts = BTreeMap<(String, String, String), u64>;
+
+/// (model, actual, predicted) -> count, from `predmon_confusion_total`.
+fn confusion(m: &Metrics) -> Counts {
+    let mut out = Counts::new();
+    for (l, v) in m
+        .samples
+        .get("predmon_confusion_total")
+        .into_iter()
+        .flatten()
+    {
+        if *v != 0.0 {
+            *out.entry((
+                l["model"].clone(),
+                l["actual"].clone(),
+                l["predicted"].clone(),
+            ))
+            .or_default() += *v as u64;
+        }
+    }
+    out
+}
+
+/// `predmon report --format json` on the lines: (the report, its confusion, samples).
+fn report(lines: &[(String, String)], dir: &Path) -> (Value, Counts, u64) {
+    let file = dir.join("events.jsonl");
+    let text: String = lines.iter().map(|(_, l)| format!("{l}\n")).collect();
+    std::fs::write(&file, text).unwrap();
+    let report = daemon::report(None, &[&file]);
+    assert_eq!(report["events"]["read"], lines.len());
+    let mut confusion = Counts::new();
+    let mut samples = 0;
+    for (model, m) in report["models"].as_object().unwrap() {
+        samples += m["samples"].as_u64().unwrap();
+        for (actual, row) in m["confusion"].as_object().unwrap() {
+            for (predicted, n) in row.as_object().unwrap() {
+                let n = n.as_u64().unwrap();
+                if n > 0 {
+                    confusion.insert((model.clone(), actual.clone(), predicted.clone()), n);
+                }
+            }
+        }
+    }
+    (report, confusion, samples)
+}
+
+fn write_config(
+    dir: &Path,
+    name: &str,
+    bootstrap: &str,
+    topic: &str,
+    group: &str,
+    mode: &str,
+) -> PathBuf {
+    let state = dir.join(format!("{name}.state.json"));
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[metrics]
+windows = ["5m", "all"]
+
+[state]
+path = "{}"
+interval = "1s"
+
+[[sources]]
+type = "kafka"
+name = "kafka"
+brokers = "{bootstrap}"
+topics = ["{topic}"]
+group_id = "{group}"
+mode = "{mode}"
+"#,
+            state.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn produce_all(producer: &Producer, topic: &str, lines: &[(String, String)]) {
+    for (key, line) in lines {
+        producer.send(topic, key, line.as_bytes());
+    }
+    producer.flush();
+}
+
+#[test]
+fn daemon_counts_equal_report() {
+    let Some(tansu) = kafka::tansu() else { return };
+    let t0 = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&tansu);
+    let topic = kafka::unique("daemon");
+    broker.create_topic(&topic, 4);
+    let lines = kafka::split_events(5_000, 7);
+    produce_all(&Producer::new(&broker.bootstrap()), &topic, &lines);
+    let (full_report, expected, samples) = report(&lines, dir.path());
+
+    let config = write_config(
+        dir.path(),
+        "a",
+        &broker.bootstrap(),
+        &topic,
+        &kafka::unique("g"),
+        "assign",
+    );
+    let mut d = spawn(&config);
+    d.wait_for_events(lines.len() as u64, Duration::from_secs(60));
+    wait_until(Duration::from_secs(10), "/readyz", || ready(&d));
+    std::thread::sleep(Duration::from_secs(1));
+    let m = d.metrics();
+    assert_eq!(m.sum("predmon_events_total", &[]), lines.len() as f64);
+    assert_eq!(m.sum("predmon_events_rejected_total", &[]), 0.0);
+    assert_eq!(m.sum("predmon_samples_total", &[]), samples as f64);
+    assert_eq!(confusion(&m), expected);
+    daemon::assert_metrics_match_report(&m, &full_report);
+    assert_eq!(m.sum("predmon_source_up", &[("source", "kafka")]), 1.0);
+    d.terminate();
+    eprintln!("daemon = report: {} lines, {:?}", lines.len(), t0.elapsed());
+}
+
+#[test]
+fn kill_9_and_restart_three_times_counts_each_event_once() {
+    let Some(tansu) = kafka::tansu() else { return };
+    let t0 = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&tansu);
+    let topic = kafka::unique("kill");
+    broker.create_topic(&topic, 4);
+    let lines = kafka::split_events(15_000, 11);
+    let (_, expected, samples) = report(&lines, dir.path());
+    let config = write_config(
+        dir.path(),
+        "k",
+        &broker.bootstrap(),
+        &topic,
+        &kafka::unique("g"),
+        "assign",
+    );
+
+    // Produce for about 8 s while the daemon is killed and restarted.
+    let bootstrap = broker.bootstrap();
+    let (topic2, lines2) = (topic.clone(), lines.clone());
+    let producing = std::thread::spawn(move || {
+        let producer = Producer::new(&bootstrap);
+        for (i, (key, line)) in lines2.iter().enumerate() {
+            producer.send(&topic2, key, line.as_bytes());
+            if i % 40 == 39 {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        producer.flush();
+    });
+
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    eprintln!("kill -9 delays from seed {seed}");
+    let mut x = seed | 1;
+    for round in 0..3 {
+        let d = spawn(&config);
+        let before = events(&d);
+        wait_until(Duration::from_secs(60), "progress", || events(&d) > before);
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let delay = Duration::from_millis(x % 2500);
+        std::thread::sleep(delay);
+        let at = events(&d);
+        kill9(d);
+        eprintln!("round {round}: restored {before} events, killed at about {at} after +{delay:?}");
+    }
+    producing.join().unwrap();
+
+    let mut d = spawn(&config);
+    let restored = events(&d);
+    d.wait_for_events(lines.len() as u64, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(2));
+    let m = d.metrics();
+    assert_eq!(
+        m.sum("predmon_events_total", &[]),
+        lines.len() as f64,
+        "events counted twice"
+    );
+    assert_eq!(m.sum("predmon_samples_total", &[]), samples as f64);
+    assert_eq!(confusion(&m), expected);
+    d.terminate();
+    eprintln!(
+        "kill -9: final run restored {restored} events; {} lines exact, {:?}",
+        lines.len(),
+        t0.elapsed()
+    );
+}
+
+#[test]
+fn two_instances_in_a_group_sum_to_one() {
+    let Some(tansu) = kafka::tansu() else { return };
+    let t0 = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&tansu);
+    let topic = kafka::unique("scale");
+    broker.create_topic(&topic, 4);
+    let lines = kafka::split_events(5_000, 13);
+    let (_, expected, samples) = report(&lines, dir.path());
+    let group = kafka::unique("g");
+    let ca = write_config(
+        dir.path(),
+        "a",
+        &broker.bootstrap(),
+        &topic,
+        &group,
+        "group",
+    );
+    let cb = write_config(
+        dir.path(),
+        "b",
+        &broker.bootstrap(),
+        &topic,
+        &group,
+        "group",
+    );
+    let mut a = spawn(&ca);
+    let mut b = spawn(&cb);
+    // Both hold partitions before anything is produced: a rebalance between a prediction
+    // and its label would strand the two halves in different instances.
+    wait_until(
+        Duration::from_secs(150),
+        "both instances ready (tansu's group join)",
+        || ready(&a) && ready(&b),
+    );
+    let joined = t0.elapsed();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        ready(&a) && ready(&b),
+        "an instance lost its partitions after joining"
+    );
+    produce_all(&Producer::new(&broker.bootstrap()), &topic, &lines);
+
+    let total = || events(&a) + events(&b);
+    wait_until(
+        Duration::from_secs(60),
+        "every event counted by one of them",
+        || total() >= lines.len() as f64,
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let (ma, mb) = (a.metrics(), b.metrics());
+    let (ea, eb) = (
+        ma.sum("predmon_events_total", &[]),
+        mb.sum("predmon_events_total", &[]),
+    );
+    assert_eq!(ea + eb, lines.len() as f64, "events counted twice");
+    assert!(
+        ea > 0.0 && eb > 0.0,
+        "one instance got no partitions: {ea} + {eb}"
+    );
+    assert_eq!(
+        ma.sum("predmon_samples_total", &[]) + mb.sum("predmon_samples_total", &[]),
+        samples as f64
+    );
+    let mut sum = confusion(&ma);
+    for (k, v) in confusion(&mb) {
+        *sum.entry(k).or_default() += v;
+    }
+    assert_eq!(sum, expected);
+    // The per-class gauges are additive too (contract Section 6).
+    for name in ["predmon_class_support", "predmon_class_true_positives"] {
+        let of = |m: &Metrics| m.sum(name, &[("window", "all")]);
+        let want: u64 = match name {
+            "predmon_class_support" => samples,
+            _ => expected
+                .iter()
+                .filter(|((_, a, p), _)| a == p)
+                .map(|(_, n)| n)
+                .sum(),
+        };
+        assert_eq!(of(&ma) + of(&mb), want as f64, "{name}");
+    }
+    eprintln!(
+        "group of two: joined after {joined:?}, split {ea} + {eb}, {:?} so far",
+        t0.elapsed()
+    );
+
+    // A third instance joins while events keep coming: every member gives up its
+    // partitions mid-stream and the next owner resumes at the committed offsets, which
+    // must be exactly what the previous owner counted. Complete events (prediction and
+    // label in one), since a pair split across the handover would stay unjoined.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let bootstrap = broker.bootstrap();
+    let (topic2, stop2) = (topic.clone(), stop.clone());
+    let producing = std::thread::spawn(move || {
+        let producer = Producer::new(&bootstrap);
+        let mut sent = Vec::new();
+        let classes = ["cat", "dog", "bird"];
+        let mut i = 0usize;
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            let line = format!(
+                r#"{{"model":"m-c","id":"c{i}","prediction":"{}","label":"{}"}}"#,
+                classes[i % 3],
+                classes[(i / 3) % 3]
+            );
+            producer.send(&topic2, &format!("c{i}"), line.as_bytes());
+            sent.push((format!("c{i}"), line));
+            i += 1;
+            if i.is_multiple_of(10) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        producer.flush();
+        sent
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let cc = write_config(
+        dir.path(),
+        "c",
+        &broker.bootstrap(),
+        &topic,
+        &group,
+        "group",
+    );
+    let mut c = spawn(&cc);
+    let t_c = Instant::now();
+    wait_until(Duration::from_secs(150), "the third instance ready", || {
+        ready(&c)
+    });
+    let rejoined = t_c.elapsed();
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut all = lines.clone();
+    let more = producing.join().unwrap();
+    all.extend(more.iter().cloned());
+    let (_, expected, samples) = report(&all, dir.path());
+    let members = [&a, &b, &c];
+    let total = || -> f64 {
+        members
+            .iter()
+            .map(|d| d.metrics().sum("predmon_events_total", &[]))
+            .sum()
+    };
+    wait_until(
+        Duration::from_secs(60),
+        "every event counted by one of three",
+        || total() >= all.len() as f64,
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let ms: Vec<Metrics> = members.iter().map(|d| d.metrics()).collect();
+    let per: Vec<f64> = ms
+        .iter()
+        .map(|m| m.sum("predmon_events_total", &[]))
+        .collect();
+    assert_eq!(
+        per.iter().sum::<f64>(),
+        all.len() as f64,
+        "events counted twice: {per:?}"
+    );
+    assert_eq!(
+        ms.iter()
+            .map(|m| m.sum("predmon_samples_total", &[]))
+            .sum::<f64>(),
+        samples as f64
+    );
+    let mut sum = Counts::new();
+    for m in &ms {
+        for (k, v) in confusion(m) {
+            *sum.entry(k).or_default() += v;
+        }
+    }
+    assert_eq!(sum, expected);
+    a.terminate();
+    b.terminate();
+    c.terminate();
+    eprintln!(
+        "group of three: {} events produced across the rebalance ({rejoined:?}), split {per:?}, {:?} in all",
+        more.len(),
+        t0.elapsed()
+    );
+}
