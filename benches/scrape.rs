@@ -83,6 +83,8 @@ fn main() {
                 let b = &batches[i % batches.len()];
                 i += 1;
                 let t = Instant::now();
+                // As app::apply_batch does: a waiting scrape goes first.
+                predmon::export::yield_to_readers();
                 let mut s = shared.lock().expect("lock");
                 let got = Instant::now();
                 let arrival = predmon::now_ns();

@@ -251,6 +251,7 @@ pub fn apply_batch(shared: &Mutex<Shared>, mut batch: Batch) {
     } else {
         crate::now_ns()
     };
+    crate::export::yield_to_readers();
     {
         let mut guard = shared.lock().expect("engine lock poisoned");
         let s = &mut *guard;

@@ -9,7 +9,7 @@ use super::Shared;
 use crate::report::scope_json;
 
 pub fn models_json(shared: &Mutex<Shared>) -> Value {
-    let mut guard = shared.lock().expect("engine lock poisoned");
+    let mut guard = super::lock_for_reading(shared);
     let pipeline = &mut guard.pipeline;
     let mut windows = Map::new();
     for (label, scope) in pipeline.engine.scopes() {
