@@ -137,6 +137,19 @@ def fixture_series() -> list[dict]:
                     out.append(_series("predmon_class_precision", mc, _const(t / p)))
                     out.append(_series("predmon_class_recall", mc, _const(t / s)))
                     out.append(_series("predmon_class_f1", mc, _const(2 * t / (s + p))))
+                # contract extensions (docs/CONTRACT-EXTENSIONS.md)
+                out.append(_series("predmon_estimated_samples", mw, _const(n + 40)))
+                out.append(_series("predmon_estimated_unlabelled_samples", mw, _const(40)))
+                out.append(_series("predmon_estimated_accuracy", mw, _const(0.82)))
+                for avg in ("micro", "macro", "weighted"):
+                    for m in ("predmon_estimated_precision", "predmon_estimated_recall",
+                              "predmon_estimated_f1"):
+                        out.append(_series(m, dict(mw, average=avg), _const(0.78)))
+                for cls in classes:
+                    mc = dict(mw, **{"class": cls})
+                    for m in ("predmon_estimated_class_precision", "predmon_estimated_class_recall",
+                              "predmon_estimated_class_f1"):
+                        out.append(_series(m, mc, _const(0.75)))
                 for alert, cls in (("recall_collapse", "yes"), ("prediction_collapse", "no"),
                                    ("near_chance", ""), ("label_imbalance", "")):
                     firing = 1 if (model, alert) == ("churn", "recall_collapse") else 0

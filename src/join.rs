@@ -13,6 +13,7 @@ use hashbrown::HashTable;
 use rustc_hash::FxBuildHasher;
 use serde::{Deserialize, Serialize};
 
+use crate::engine::estimate::EstimateTag;
 use crate::event::{OwnedScores, Side};
 
 /// One half waiting for its other half.
@@ -27,8 +28,15 @@ pub struct Pending {
     /// When predmon received it: the TTL counts from here.
     pub arrival_ns: i64,
     pub scores: Option<OwnedScores>,
+    /// A prediction's estimate before its label (extension E1), taken back at the join.
+    #[serde(default, skip_serializing_if = "is_no_estimate")]
+    pub estimate: EstimateTag,
     #[serde(skip)]
     hash: u64,
+}
+
+fn is_no_estimate(t: &EstimateTag) -> bool {
+    !t.is_some()
 }
 
 impl Pending {
@@ -49,6 +57,7 @@ impl Pending {
             time_ns,
             arrival_ns,
             scores,
+            estimate: EstimateTag::default(),
             hash: 0,
         }
     }

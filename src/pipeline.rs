@@ -140,15 +140,35 @@ impl Pipeline {
             } else {
                 actual
             };
-            let scores = e.scores.as_ref().map(|s| s.to_owned_scores(classes));
-            self.join.hold(Pending::new(
-                model, id, side, class, time_ns, now_ns, scores,
-            ));
+            let mut half = Pending::new(
+                model,
+                id,
+                side,
+                class,
+                time_ns,
+                now_ns,
+                e.scores.as_ref().map(|s| s.to_owned_scores(classes)),
+            );
+            if let (Side::Prediction, Some(scores)) = (side, &half.scores) {
+                half.estimate = self
+                    .engine
+                    .hold_estimate(model, class, time_ns, scores.iter());
+            }
+            self.join.hold(half);
             if self.join.len() > self.max_pending {
                 self.expire_oldest();
             }
             return Ok(());
         };
+        if let (Side::Prediction, Some(scores)) = (other.side, &other.scores) {
+            self.engine.release_estimate(
+                model,
+                other.class,
+                other.time_ns,
+                other.estimate,
+                scores.iter(),
+            );
+        }
         let (pred_class, pred_ns, label_class, label_ns) = match side {
             Side::Prediction => (predicted, time_ns, other.class, other.time_ns),
             Side::Label => (other.class, other.time_ns, actual, time_ns),

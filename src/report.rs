@@ -10,6 +10,7 @@ use serde_json::{json, Map, Value};
 
 use crate::config::{parse_duration, Settings, WindowSpec};
 use crate::engine::alerts::{Alert, AlertKind};
+use crate::engine::estimate::EstimatedStats;
 use crate::engine::stats::{ModelStats, Prf};
 use crate::engine::{ModelState, ScopeId};
 use crate::event::Rejection;
@@ -120,6 +121,23 @@ fn alert_json(model: &ModelState, a: &Alert) -> Value {
     json!({"alert": a.kind.code(), "class": a.class.map_or("", |c| model.class_name(c))})
 }
 
+/// The `estimated` object (extension E1): Section 2 on labelled + expected cells.
+fn estimated_json(model: &ModelState, e: &EstimatedStats) -> Value {
+    let mut classes = Map::new();
+    for (c, prf) in &e.classes {
+        classes.insert(model.class_name(*c).to_string(), prf_json(prf));
+    }
+    json!({
+        "samples": e.samples,
+        "unlabelled": e.unlabelled,
+        "accuracy": e.accuracy,
+        "micro": prf_json(&e.micro),
+        "macro": prf_json(&e.macro_),
+        "weighted": prf_json(&e.weighted),
+        "classes": classes,
+    })
+}
+
 /// One model's report object (Section 5) for one scope.
 pub fn model_json(model: &ModelState, stats: &ModelStats, pending: [u64; 2]) -> Value {
     let mut classes = Map::new();
@@ -158,6 +176,7 @@ pub fn model_json(model: &ModelState, stats: &ModelStats, pending: [u64; 2]) -> 
         "confusion": confusion,
         "alerts": stats.alerts.iter().map(|a| alert_json(model, a)).collect::<Vec<_>>(),
         "join": {"unmatched_predictions": pending[0], "unmatched_labels": pending[1]},
+        "estimated": estimated_json(model, &stats.estimated),
     })
 }
 

@@ -137,3 +137,91 @@ proptest! {
         prop_assert_eq!(a, b);
     }
 }
+
+/// Renders samples as split events whose prediction carries scores over some classes.
+fn scored_lines(samples: &[(usize, usize, usize, u32, u32, bool)]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, &(m, a, p, dt, delay, label_first)) in samples.iter().enumerate() {
+        let t = 1_700_000_000 + dt as i64;
+        let mut scores = serde_json::Map::new();
+        for (c, name) in CLASSES.iter().enumerate() {
+            if (c + i) % 3 != 0 || c == p {
+                scores.insert(name.to_string(), json!(((c * 7 + i) % 10) as f64 / 10.0));
+            }
+        }
+        let pred = json!({"model": MODELS[m], "id": i, "prediction": CLASSES[p], "scores": scores, "timestamp": t});
+        let label = json!({"model": MODELS[m], "id": i, "label": CLASSES[a], "timestamp": t + delay as i64});
+        if label_first {
+            out.extend([label.to_string(), pred.to_string()]);
+        } else {
+            out.extend([pred.to_string(), label.to_string()]);
+        }
+    }
+    out
+}
+
+fn scored_sample() -> impl Strategy<Value = (usize, usize, usize, u32, u32, bool)> {
+    (
+        0..MODELS.len(),
+        0..CLASSES.len(),
+        0..CLASSES.len(),
+        0..4000u32,
+        0..900u32,
+        any::<bool>(),
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Extension E1: once every label has joined, whatever the order and however far the
+    /// windows rolled in between, the estimate is exactly the realised value in every
+    /// scope; while labels are missing, it counts the unlabelled predictions (those whose scores
+    /// give a known class a positive probability).
+    #[test]
+    fn estimate_equals_realised_once_labelled(samples in prop::collection::vec(scored_sample(), 1..120), seed in any::<u64>()) {
+        let mut lines = scored_lines(&samples);
+        let mut s = seed;
+        for i in (1..lines.len()).rev() {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            lines.swap(i, ((s >> 33) % (i as u64 + 1)) as usize);
+        }
+        let settings = Settings::default();
+        let mut p = Pipeline::new(&settings, Mode::Report, None, &["p"]);
+        let half = lines.len() / 2;
+        for l in &lines[..half] {
+            let _ = p.ingest(0, l.as_bytes(), 0);
+        }
+        let mid = scope_json(&mut p, ScopeId::All);
+        for (name, m) in mid["models"].as_object().unwrap() {
+            let pending = m["join"]["unmatched_predictions"].as_u64().unwrap();
+            // A prediction whose scores give no known class a positive probability has
+            // no estimate.
+            let unlabelled = m["estimated"]["unlabelled"].as_u64().unwrap();
+            prop_assert!(unlabelled <= pending, "{}", name);
+            prop_assert_eq!(
+                m["estimated"]["samples"].as_u64().unwrap(),
+                m["samples"].as_u64().unwrap() + unlabelled
+            );
+        }
+        for l in &lines[half..] {
+            let _ = p.ingest(0, l.as_bytes(), 0);
+        }
+        for scope in [ScopeId::All, ScopeId::Window(0), ScopeId::Window(1), ScopeId::Window(2)] {
+            let r = scope_json(&mut p, scope);
+            for (name, m) in r["models"].as_object().unwrap() {
+                let e = &m["estimated"];
+                prop_assert_eq!(e["unlabelled"].as_u64().unwrap(), 0);
+                prop_assert_eq!(&e["accuracy"], &m["accuracy"], "{} {:?}", name, scope);
+                for avg in ["micro", "macro", "weighted"] {
+                    prop_assert_eq!(&e[avg], &m[avg]);
+                }
+                for (c, v) in m["classes"].as_object().unwrap() {
+                    for k in ["precision", "recall", "f1"] {
+                        prop_assert_eq!(&e["classes"][c][k], &v[k]);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -31,7 +31,8 @@ fn read_json(path: &Path) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
 }
 
-fn run_scenario(name: &str) {
+/// `predmon report --format json` on a scenario's inputs, as JSON.
+fn report_of(name: &str) -> Value {
     let dir = fixtures().join(name);
     let args: Vec<String> = serde_json::from_value(read_json(&dir.join("args.json")))
         .expect("args.json is a list of strings");
@@ -50,12 +51,17 @@ fn run_scenario(name: &str) {
         "scenario {name}: `predmon report` exited with {}\nstderr:\n{stderr}",
         out.status
     );
-    let actual: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "scenario {name}: stdout is not one JSON object: {e}\nstdout:\n{}\nstderr:\n{stderr}",
             String::from_utf8_lossy(&out.stdout)
         )
-    });
+    })
+}
+
+fn run_scenario(name: &str) {
+    let dir = fixtures().join(name);
+    let actual = report_of(name);
     let expected = read_json(&dir.join("expected.json"));
 
     let mut errors = Vec::new();
@@ -197,7 +203,62 @@ scenarios!(
     alert_thresholds,
     fields_remap,
     limits_default,
+    estimate_calibrated,
+    estimate_calibrated_labelled,
+    estimate_miscalibrated,
+    estimate_miscalibrated_labelled,
 );
+
+/// The largest difference between predmon's estimate on a partly labelled stream and
+/// the realised value once every label has arrived, over accuracy and the averaged
+/// precision, recall and F1, per model.
+fn estimate_vs_realised(partial: &str, labelled: &str) -> Vec<(String, f64, f64)> {
+    let (e, r) = (report_of(partial), report_of(labelled));
+    let mut out = Vec::new();
+    for (model, m) in e["models"].as_object().unwrap() {
+        let est = &m["estimated"];
+        let real = &r["models"][model];
+        assert!(
+            est["unlabelled"].as_u64().unwrap() > 0,
+            "{model}: nothing to estimate"
+        );
+        let mut pairs = vec![(&est["accuracy"], &real["accuracy"])];
+        for avg in ["micro", "macro", "weighted"] {
+            for k in ["precision", "recall", "f1"] {
+                pairs.push((&est[avg][k], &real[avg][k]));
+            }
+        }
+        let diff = |(a, b): &(&Value, &Value)| (a.as_f64().unwrap() - b.as_f64().unwrap()).abs();
+        let worst = pairs.iter().map(diff).fold(0.0, f64::max);
+        out.push((model.clone(), worst, diff(&pairs[0])));
+    }
+    out
+}
+
+/// Extension E1: with calibrated scores the estimate made while 75% of the labels are
+/// missing lands within 0.02 of the realised value.
+#[test]
+fn estimate_lands_near_the_realised_value_when_calibrated() {
+    for (model, worst, _) in
+        estimate_vs_realised("estimate_calibrated", "estimate_calibrated_labelled")
+    {
+        assert!(worst < 0.02, "{model}: estimate off by {worst}");
+    }
+}
+
+/// ... and with over-confident scores it does not: the accuracy estimate is off by more
+/// than 0.05 (the calibration figures say why).
+#[test]
+fn estimate_is_off_when_miscalibrated() {
+    for (model, _, accuracy) in
+        estimate_vs_realised("estimate_miscalibrated", "estimate_miscalibrated_labelled")
+    {
+        assert!(
+            accuracy > 0.05,
+            "{model}: accuracy estimate off by only {accuracy}"
+        );
+    }
+}
 
 /// A scenario directory without a test function here would never run.
 #[test]

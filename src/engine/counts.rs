@@ -82,6 +82,82 @@ impl Dense {
     }
 }
 
+/// A square matrix of expected (fractional) counts indexed `[actual][predicted]`: the
+/// estimated cells of predictions still waiting for their label (see [`super::estimate`]).
+/// Cells are added and later subtracted by the same amounts; readers clamp the rounding
+/// residue below zero.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct FloatDense {
+    stride: usize,
+    cells: Vec<f64>,
+}
+
+impl FloatDense {
+    pub fn with_stride(stride: usize) -> FloatDense {
+        FloatDense {
+            stride,
+            cells: vec![0.0; stride * stride],
+        }
+    }
+
+    pub fn stride(&self) -> usize {
+        self.stride
+    }
+
+    pub fn grow(&mut self, stride: usize) {
+        if stride <= self.stride {
+            return;
+        }
+        let mut cells = vec![0.0; stride * stride];
+        for a in 0..self.stride {
+            cells[a * stride..a * stride + self.stride]
+                .copy_from_slice(&self.cells[a * self.stride..(a + 1) * self.stride]);
+        }
+        self.stride = stride;
+        self.cells = cells;
+    }
+
+    /// Adds `v` (negative to subtract) to a cell; returns whether the cell was 0 before.
+    #[inline]
+    pub fn add(&mut self, actual: u32, predicted: u32, v: f64) -> bool {
+        let c = &mut self.cells[actual as usize * self.stride + predicted as usize];
+        let was_zero = *c == 0.0;
+        *c += v;
+        was_zero
+    }
+
+    #[inline]
+    pub fn get(&self, actual: usize, predicted: usize) -> f64 {
+        if actual < self.stride && predicted < self.stride {
+            self.cells[actual * self.stride + predicted].max(0.0)
+        } else {
+            0.0
+        }
+    }
+
+    #[inline]
+    pub fn offset(&self, actual: u32, predicted: u32) -> usize {
+        actual as usize * self.stride + predicted as usize
+    }
+
+    #[inline]
+    pub fn cell_of(&self, offset: usize) -> (u32, u32) {
+        ((offset / self.stride) as u32, (offset % self.stride) as u32)
+    }
+
+    #[inline]
+    pub fn take(&mut self, offset: usize) -> f64 {
+        std::mem::take(&mut self.cells[offset])
+    }
+
+    /// Ensures the matrix is laid out for at least `stride` classes.
+    pub fn ensure(&mut self, stride: usize) {
+        if self.stride < stride {
+            self.grow(stride);
+        }
+    }
+}
+
 /// Neumaier's compensated sum: log loss over millions of samples stays within 1e-12 of
 /// the exact mean, where a plain running sum drifts.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]

@@ -4,6 +4,7 @@
 
 pub mod alerts;
 pub mod counts;
+pub mod estimate;
 pub mod stats;
 pub mod window;
 
@@ -12,7 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{AlertThresholds, Settings, WindowSpec};
 use crate::event::{Rejection, Side};
-use counts::{Dense, Sum};
+use counts::{Dense, FloatDense, Sum};
+use estimate::{EstimateTag, OUTSIDE_RING};
 use stats::{ModelStats, Scope};
 use window::{Placement, Ring};
 
@@ -61,6 +63,11 @@ struct Totals {
     loss: Sum,
     first_ns: Option<i64>,
     last_ns: Option<i64>,
+    /// Expected cells of every unlabelled prediction with scores, and their number.
+    #[serde(default)]
+    estimate: FloatDense,
+    #[serde(default)]
+    estimated: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -108,6 +115,7 @@ impl ModelState {
         if needed > stride {
             let grown = needed.max(stride + stride / 2).max(4);
             self.totals.cells.grow(grown);
+            self.totals.estimate.grow(grown);
             self.ring.grow(grown);
         }
         i
@@ -163,6 +171,9 @@ pub struct Engine {
     /// Bucket index of the newest sample time (or wall clock), one for all models.
     watermark_bucket: Option<i64>,
     watermark_ns: Option<i64>,
+    /// Scratch space of [`estimate::column`].
+    #[serde(skip)]
+    scratch: (Vec<f64>, Vec<(u32, f64)>),
 }
 
 impl Engine {
@@ -173,6 +184,7 @@ impl Engine {
             model_index: FxHashMap::default(),
             watermark_bucket: None,
             watermark_ns: None,
+            scratch: Default::default(),
         }
     }
 
@@ -191,6 +203,9 @@ impl Engine {
                     "the snapshot was written with other metrics.windows or metrics.bucket".into(),
                 );
             }
+            let stride = m.totals.cells.stride();
+            m.totals.estimate.ensure(stride);
+            m.ring.ensure_layout();
             m.class_index = m
                 .classes
                 .iter()
@@ -295,6 +310,7 @@ impl Engine {
             configured: configured.len(),
             totals: Totals {
                 cells: Dense::with_stride(stride),
+                estimate: FloatDense::with_stride(stride),
                 ..Default::default()
             },
             ring: Ring::new(&settings.window_lengths(), stride),
@@ -344,6 +360,87 @@ impl Engine {
         }
     }
 
+    /// Adds the expected cells of an unlabelled prediction of class `predicted` at
+    /// `time_ns` with scores `pairs` (class name, p); see [`estimate`]. Returns the tag
+    /// the pending half keeps, which says nothing was added when no known class has a
+    /// positive score.
+    pub fn hold_estimate<'a>(
+        &mut self,
+        model: u32,
+        predicted: u32,
+        time_ns: i64,
+        pairs: impl Iterator<Item = (&'a str, f64)>,
+    ) -> EstimateTag {
+        let bucket = self.bucket_of(time_ns);
+        let m = &mut self.models[model as usize];
+        let known = m.classes.len().min(u16::MAX as usize - 1) as u32;
+        let (scratch, column) = &mut self.scratch;
+        let index = &m.class_index;
+        estimate::column(pairs, |c| index.get(c).copied(), known, scratch, column);
+        if column.is_empty() {
+            return EstimateTag::default();
+        }
+        if let Some(head) = self.watermark_bucket {
+            m.ring.advance_to(head);
+        }
+        for &(a, v) in column.iter() {
+            m.totals.estimate.add(a, predicted, v);
+        }
+        m.totals.estimated += 1;
+        let offset = match m.ring.estimate_placement(bucket) {
+            Some(placed) if bucket - placed < OUTSIDE_RING as i64 => {
+                m.ring.add_estimate(placed, predicted, column, 1.0);
+                (bucket - placed) as u16
+            }
+            _ => OUTSIDE_RING,
+        };
+        EstimateTag {
+            known: known as u16,
+            offset,
+        }
+    }
+
+    /// Takes back the estimate [`Engine::hold_estimate`] added for a prediction whose
+    /// label has now joined: the same `predicted`, `time_ns`, scores and tag.
+    pub fn release_estimate<'a>(
+        &mut self,
+        model: u32,
+        predicted: u32,
+        time_ns: i64,
+        tag: EstimateTag,
+        pairs: impl Iterator<Item = (&'a str, f64)>,
+    ) {
+        if !tag.is_some() {
+            return;
+        }
+        let bucket = self.bucket_of(time_ns);
+        let m = &mut self.models[model as usize];
+        let (scratch, column) = &mut self.scratch;
+        let index = &m.class_index;
+        estimate::column(
+            pairs,
+            |c| index.get(c).copied(),
+            tag.known as u32,
+            scratch,
+            column,
+        );
+        if column.is_empty() {
+            return;
+        }
+        if let Some(head) = self.watermark_bucket {
+            m.ring.advance_to(head);
+        }
+        for &(a, v) in column.iter() {
+            m.totals.estimate.add(a, predicted, -v);
+        }
+        m.totals.estimated = m.totals.estimated.saturating_sub(1);
+        if tag.offset != OUTSIDE_RING {
+            // A bucket that has left the ring since took its estimate out of every window.
+            m.ring
+                .add_estimate(bucket - tag.offset as i64, predicted, column, -1.0);
+        }
+    }
+
     pub fn observe_label_delay(&mut self, model: u32, seconds: f64) {
         self.models[model as usize].label_delay.observe(seconds);
     }
@@ -383,6 +480,8 @@ impl Engine {
                     scored: t.scored,
                     loss_sum: t.loss.value(),
                     seconds: span,
+                    expected: &t.estimate,
+                    unlabelled: t.estimated,
                 }
             }
             ScopeId::Window(w) => {
@@ -397,6 +496,8 @@ impl Engine {
                     scored: s.scored,
                     loss_sum: s.loss.value(),
                     seconds: sums.buckets as f64 * bucket_secs,
+                    expected: &sums.estimate,
+                    unlabelled: sums.estimated,
                 }
             }
         };

@@ -3,7 +3,8 @@
 //! with `zero_division=0`, `accuracy_score`, `balanced_accuracy_score`.
 
 use super::alerts::{self, Alert};
-use super::counts::Dense;
+use super::counts::{Dense, FloatDense};
+use super::estimate::{self, EstimatedStats};
 use crate::config::AlertThresholds;
 
 /// Precision, recall and F1.
@@ -48,6 +49,8 @@ pub struct ModelStats {
     /// Non-zero cells as (actual, predicted, count).
     pub confusion: Vec<(u32, u32, u64)>,
     pub alerts: Vec<Alert>,
+    /// The estimate before labels (extension E1).
+    pub estimated: EstimatedStats,
 }
 
 /// The counts of one scope, borrowed from the engine.
@@ -65,6 +68,9 @@ pub struct Scope<'a> {
     pub loss_sum: f64,
     /// Denominator of samples_per_second: the window length, or the `all` time span.
     pub seconds: f64,
+    /// Expected cells of the unlabelled predictions in scope, and how many there are.
+    pub expected: &'a FloatDense,
+    pub unlabelled: u64,
 }
 
 fn ratio(num: f64, den: f64) -> f64 {
@@ -184,6 +190,14 @@ pub fn compute(scope: &Scope, thresholds: &AlertThresholds) -> ModelStats {
         classes,
         confusion,
         alerts: Vec::new(),
+        estimated: estimate::compute(
+            scope.cells,
+            scope.expected,
+            scope.unlabelled,
+            k,
+            scope.configured,
+            scope.names,
+        ),
     };
     stats.alerts = alerts::evaluate(&stats, thresholds);
     stats
@@ -202,6 +216,7 @@ mod tests {
     fn scope_of(cells: &Dense, classes: usize, configured: usize) -> ModelStats {
         let samples = cells.nonzero().map(|c| c.2).sum();
         let names: Vec<String> = (0..classes).map(|c| format!("c{c}")).collect();
+        let expected = FloatDense::with_stride(classes);
         let scope = Scope {
             cells,
             classes,
@@ -211,6 +226,8 @@ mod tests {
             scored: 0,
             loss_sum: 0.0,
             seconds: 10.0,
+            expected: &expected,
+            unlabelled: 0,
         };
         compute(&scope, &crate::config::Settings::default().alerts)
     }

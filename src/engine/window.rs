@@ -1,12 +1,16 @@
 //! Time windows (contract Section 3): a ring of epoch-aligned buckets spanning the
 //! longest window, plus running sums per window. A sample costs O(windows); moving
 //! the head subtracts only the buckets that leave each window, O(their non-zero cells).
+//!
+//! Beside the confusion counts, each bucket holds the expected cells of unlabelled
+//! predictions placed in it (see [`super::estimate`]); they enter and leave the window
+//! sums the same way, and a joined label takes its prediction's estimate back out.
 
 use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
-use super::counts::{Dense, Sum};
+use super::counts::{Dense, FloatDense, Sum};
 
 /// Per-bucket scalars besides the confusion cells.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
@@ -26,12 +30,44 @@ impl BucketStats {
     }
 }
 
+/// The expected cells of the unlabelled predictions placed in one closed bucket.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct BucketEstimate {
+    /// (actual, predicted, expected count), sorted by (predicted, actual).
+    cells: Vec<(u16, u16, f64)>,
+    /// Predictions whose estimate sits in this bucket.
+    count: u64,
+}
+
+impl BucketEstimate {
+    fn is_empty(&self) -> bool {
+        self.count == 0 && self.cells.is_empty()
+    }
+
+    fn add(&mut self, predicted: u32, column: &[(u32, f64)], sign: f64) {
+        for &(a, v) in column {
+            let key = (predicted as u16, a as u16);
+            match self.cells.binary_search_by_key(&key, |c| (c.1, c.0)) {
+                Ok(i) => self.cells[i].2 += sign * v,
+                Err(i) => self.cells.insert(i, (a as u16, predicted as u16, sign * v)),
+            }
+        }
+        if sign > 0.0 {
+            self.count += 1;
+        } else {
+            self.count = self.count.saturating_sub(1);
+        }
+    }
+}
+
 /// A bucket older than the head, stored sparsely: (actual, predicted, count).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct ClosedBucket {
     index: i64,
     cells: Vec<(u16, u16, u32)>,
     stats: BucketStats,
+    #[serde(default, skip_serializing_if = "BucketEstimate::is_empty")]
+    estimate: BucketEstimate,
 }
 
 impl ClosedBucket {
@@ -52,6 +88,12 @@ pub struct WindowSums {
     pub buckets: u32,
     pub cells: Dense,
     pub samples: u64,
+    /// Expected cells of the unlabelled predictions placed in the window's buckets.
+    #[serde(default)]
+    pub estimate: FloatDense,
+    /// How many unlabelled predictions `estimate` holds.
+    #[serde(default)]
+    pub estimated: u64,
 }
 
 /// Where a recorded sample landed.
@@ -72,6 +114,12 @@ pub struct Ring {
     head_cells: Dense,
     head_touched: Vec<u32>,
     head_stats: BucketStats,
+    #[serde(default)]
+    head_estimate: FloatDense,
+    #[serde(default)]
+    head_estimate_touched: Vec<u32>,
+    #[serde(default)]
+    head_estimated: u64,
     /// Non-empty buckets older than the head and inside the span, oldest first.
     closed: VecDeque<ClosedBucket>,
     pub windows: Vec<WindowSums>,
@@ -86,6 +134,9 @@ impl Ring {
             head_cells: Dense::with_stride(stride),
             head_touched: Vec::new(),
             head_stats: BucketStats::default(),
+            head_estimate: FloatDense::with_stride(stride),
+            head_estimate_touched: Vec::new(),
+            head_estimated: 0,
             closed: VecDeque::new(),
             windows: lengths
                 .iter()
@@ -93,8 +144,20 @@ impl Ring {
                     buckets,
                     cells: Dense::with_stride(stride),
                     samples: 0,
+                    estimate: FloatDense::with_stride(stride),
+                    estimated: 0,
                 })
                 .collect(),
+        }
+    }
+
+    /// Lays out the estimate matrices of a ring restored from a snapshot written before
+    /// they existed (format version 1 without estimates).
+    pub fn ensure_layout(&mut self) {
+        let stride = self.head_cells.stride();
+        self.head_estimate.ensure(stride);
+        for w in &mut self.windows {
+            w.estimate.ensure(stride);
         }
     }
 
@@ -113,8 +176,19 @@ impl Ring {
             .iter()
             .map(|&(a, p)| self.head_cells.offset(a, p) as u32)
             .collect();
+        let old: Vec<(u32, u32)> = self
+            .head_estimate_touched
+            .iter()
+            .map(|&o| self.head_estimate.cell_of(o as usize))
+            .collect();
+        self.head_estimate.grow(stride);
+        self.head_estimate_touched = old
+            .iter()
+            .map(|&(a, p)| self.head_estimate.offset(a, p) as u32)
+            .collect();
         for w in &mut self.windows {
             w.cells.grow(stride);
+            w.estimate.grow(stride);
         }
     }
 
@@ -160,6 +234,7 @@ impl Ring {
                         index: bucket,
                         cells: Vec::new(),
                         stats: BucketStats::default(),
+                        estimate: BucketEstimate::default(),
                     },
                 );
             }
@@ -200,6 +275,10 @@ impl Ring {
                     w.cells.sub(a as u32, p as u32, n as u64);
                 }
                 w.samples -= b.stats.samples;
+                for &(a, p, v) in &b.estimate.cells {
+                    w.estimate.add(a as u32, p as u32, -v);
+                }
+                w.estimated = w.estimated.saturating_sub(b.estimate.count);
             }
         }
         let oldest_kept = bucket - self.span as i64 + 1;
@@ -210,7 +289,22 @@ impl Ring {
     }
 
     fn close_head(&mut self, index: i64) {
-        if self.head_stats.samples == 0 {
+        // The head's estimate cells are always drained, so no residue of a released
+        // estimate is carried into the next head bucket.
+        let mut estimate = BucketEstimate {
+            cells: Vec::with_capacity(self.head_estimate_touched.len()),
+            count: std::mem::take(&mut self.head_estimated),
+        };
+        for &offset in &self.head_estimate_touched {
+            let (a, p) = self.head_estimate.cell_of(offset as usize);
+            let v = self.head_estimate.take(offset as usize);
+            if v != 0.0 {
+                estimate.cells.push((a as u16, p as u16, v));
+            }
+        }
+        self.head_estimate_touched.clear();
+        estimate.cells.sort_by_key(|c| (c.1, c.0));
+        if self.head_stats.samples == 0 && estimate.count == 0 {
             return;
         }
         let mut cells = Vec::with_capacity(self.head_touched.len());
@@ -226,7 +320,67 @@ impl Ring {
             index,
             cells,
             stats,
+            estimate,
         });
+    }
+
+    /// Where the estimate of a prediction in bucket `bucket` goes: that bucket, or the
+    /// head when the prediction is newer than the watermark (a half does not move the
+    /// watermark). `None` when it falls outside the ring: it then counts in `all` only.
+    pub fn estimate_placement(&self, bucket: i64) -> Option<i64> {
+        let head = self.head?;
+        let placed = bucket.min(head);
+        (self.span > 0 && head - placed < self.span as i64).then_some(placed)
+    }
+
+    /// Adds (`sign` 1) or takes back (`sign` -1) the expected cells `column` of one
+    /// prediction of class `predicted`, placed in bucket `placed` (from
+    /// [`Ring::estimate_placement`], still inside the ring).
+    pub fn add_estimate(&mut self, placed: i64, predicted: u32, column: &[(u32, f64)], sign: f64) {
+        let Some(head) = self.head else { return };
+        let age = head - placed;
+        if age < 0 || age >= self.span as i64 {
+            return;
+        }
+        if age == 0 {
+            for &(a, v) in column {
+                let offset = self.head_estimate.offset(a, predicted);
+                if self.head_estimate.add(a, predicted, sign * v) {
+                    self.head_estimate_touched.push(offset as u32);
+                }
+            }
+            if sign > 0.0 {
+                self.head_estimated += 1;
+            } else {
+                self.head_estimated = self.head_estimated.saturating_sub(1);
+            }
+        } else {
+            let at = self.closed.partition_point(|b| b.index < placed);
+            if self.closed.get(at).is_none_or(|b| b.index != placed) {
+                self.closed.insert(
+                    at,
+                    ClosedBucket {
+                        index: placed,
+                        cells: Vec::new(),
+                        stats: BucketStats::default(),
+                        estimate: BucketEstimate::default(),
+                    },
+                );
+            }
+            self.closed[at].estimate.add(predicted, column, sign);
+        }
+        for w in &mut self.windows {
+            if age < w.buckets as i64 {
+                for &(a, v) in column {
+                    w.estimate.add(a, predicted, sign * v);
+                }
+                if sign > 0.0 {
+                    w.estimated += 1;
+                } else {
+                    w.estimated = w.estimated.saturating_sub(1);
+                }
+            }
+        }
     }
 
     /// Scalars of window `w` (sample count, scored count, loss sum), summed over its buckets.
@@ -302,6 +456,65 @@ mod tests {
                     "window {len} after {b}"
                 );
                 assert_eq!(ring.windows[w].samples, n);
+            }
+        }
+    }
+
+    /// Estimates held and released in any order, with the head moving in between: every
+    /// window's expected cells and count equal a recomputation from the live holds.
+    #[test]
+    fn estimates_in_windows_equal_recomputation() {
+        let mut ring = Ring::new(&[1, 3, 6], 3);
+        // (placed bucket, predicted, column) of the live holds
+        type Hold = (i64, u32, Vec<(u32, f64)>);
+        let mut live: Vec<Hold> = Vec::new();
+        let mut x = 12345u64;
+        let mut next = |m: u64| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 33) % m
+        };
+        for step in 0..400 {
+            match next(4) {
+                0 => {
+                    let b = 100 + step / 10 + next(3) as i64 - 1;
+                    ring.record(b, next(3) as u32, next(3) as u32, None);
+                }
+                1 | 2 => {
+                    let b = 100 + step / 10 - next(8) as i64 + 1;
+                    if let Some(placed) = ring.estimate_placement(b) {
+                        let p = next(3) as u32;
+                        let q = 0.1 + next(8) as f64 / 10.0;
+                        let column = vec![(p, q), ((p + 1) % 3, 1.0 - q)];
+                        ring.add_estimate(placed, p, &column, 1.0);
+                        live.push((placed, p, column));
+                    }
+                }
+                _ if !live.is_empty() => {
+                    let (placed, p, column) = live.swap_remove(next(live.len() as u64) as usize);
+                    ring.add_estimate(placed, p, &column, -1.0);
+                }
+                _ => {}
+            }
+            let head = ring.head().unwrap_or(0);
+            for w in &ring.windows {
+                let inside: Vec<_> = live
+                    .iter()
+                    .filter(|(b, _, _)| head - b < w.buckets as i64 && *b <= head)
+                    .collect();
+                assert_eq!(w.estimated, inside.len() as u64, "step {step}");
+                let mut brute = FloatDense::with_stride(3);
+                for (_, p, column) in &inside {
+                    for &(a, v) in column {
+                        brute.add(a, *p, v);
+                    }
+                }
+                for a in 0..3 {
+                    for p in 0..3 {
+                        assert!((w.estimate.get(a, p) - brute.get(a, p)).abs() < 1e-12);
+                    }
+                }
             }
         }
     }

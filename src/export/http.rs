@@ -529,6 +529,75 @@ mod tests {
         );
     }
 
+    /// `name{labels}` -> value of every sample in an exposition.
+    fn samples(text: &str) -> std::collections::BTreeMap<String, f64> {
+        text.lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .filter_map(|l| {
+                let (k, v) = l.rsplit_once(' ')?;
+                Some((k.to_string(), v.parse().ok()?))
+            })
+            .collect()
+    }
+
+    /// The extensions' gauges (docs/CONTRACT-EXTENSIONS.md) carry the numbers of the
+    /// report objects of /api/v1/models, window by window.
+    #[test]
+    fn extension_metrics_agree_with_the_api() {
+        let mut lines = vec![
+            r#"{"model":"m","prediction":"a","label":"a","scores":{"a":0.9,"b":0.1}}"#.to_string(),
+            r#"{"model":"m","prediction":"b","label":"a","scores":{"a":0.4,"b":0.6}}"#.to_string(),
+        ];
+        for i in 0..6 {
+            let q = 0.3 + i as f64 / 10.0;
+            let p = if q >= 0.5 { "a" } else { "b" };
+            lines.push(format!(
+                r#"{{"model":"m","id":{i},"prediction":"{p}","scores":{{"a":{q},"b":{}}}}}"#,
+                1.0 - q
+            ));
+        }
+        lines.push(r#"{"model":"m","id":0,"label":"b"}"#.to_string());
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let s = state_with(&refs);
+        let m = samples(&body(route(&s, &Method::GET, "/metrics", None)));
+        let api: serde_json::Value =
+            serde_json::from_str(&body(route(&s, &Method::GET, "/api/v1/models", None))).unwrap();
+        let mut checked = 0;
+        for (window, report) in api["windows"].as_object().unwrap() {
+            let r = &report["models"]["m"];
+            let e = &r["estimated"];
+            let at = |name: &str, extra: &str| {
+                m.get(&format!("{name}{{model=\"m\",window=\"{window}\"{extra}}}"))
+                    .copied()
+                    .unwrap_or_else(|| panic!("no {name} for {window}{extra}"))
+            };
+            assert_eq!(e["unlabelled"], 5);
+            assert_eq!(
+                at("predmon_estimated_samples", ""),
+                e["samples"].as_f64().unwrap()
+            );
+            assert_eq!(at("predmon_estimated_unlabelled_samples", ""), 5.0);
+            assert_eq!(
+                at("predmon_estimated_accuracy", ""),
+                e["accuracy"].as_f64().unwrap()
+            );
+            for avg in ["micro", "macro", "weighted"] {
+                let extra = format!(",average=\"{avg}\"");
+                assert_eq!(
+                    at("predmon_estimated_f1", &extra),
+                    e[avg]["f1"].as_f64().unwrap()
+                );
+            }
+            for c in ["a", "b"] {
+                let extra = format!(",class=\"{c}\"");
+                let v = e["classes"][c]["recall"].as_f64().unwrap();
+                assert_eq!(at("predmon_estimated_class_recall", &extra), v);
+            }
+            checked += 1;
+        }
+        assert_eq!(checked, 4);
+    }
+
     #[test]
     fn health_readiness_methods_and_api() {
         let s = state_with(&[r#"{"model":"m","prediction":"a","label":"a"}"#]);

@@ -520,6 +520,7 @@ fn window_families(d: &ScrapeData, out: &mut Out) {
         }
         f.done(out);
     }
+    estimated_families(d, out);
     let mut alerts = out.family(
         "predmon_alert",
         "1 while the alert fires for the model, window and class.",
@@ -560,6 +561,112 @@ fn window_families(d: &ScrapeData, out: &mut Out) {
         }
     }
     alerts.done(out);
+}
+
+/// Extension E1: the estimate before labels, per model and window.
+fn estimated_families(d: &ScrapeData, out: &mut Out) {
+    use crate::engine::estimate::EstimatedStats;
+    use MetricType::GAUGE;
+    let model_gauges: [GaugeSpec<EstimatedStats>; 3] = [
+        (
+            "predmon_estimated_samples",
+            "Labelled samples plus unlabelled predictions with scores in the estimate.",
+            |e| e.samples as f64,
+        ),
+        (
+            "predmon_estimated_unlabelled_samples",
+            "Predictions with scores still waiting for their label, counted by expectation.",
+            |e| e.unlabelled as f64,
+        ),
+        (
+            "predmon_estimated_accuracy",
+            "Estimated accuracy: labelled samples plus the expected cells of unlabelled ones.",
+            |e| e.accuracy,
+        ),
+    ];
+    for (name, help, value) in model_gauges {
+        let mut f = out.family(name, help, GAUGE);
+        for m in &d.models {
+            for (window, s) in &m.scopes {
+                f.gauge(
+                    &[("model", &m.name), ("window", window)],
+                    value(&s.estimated),
+                );
+            }
+        }
+        f.done(out);
+    }
+    let averages: [GaugeSpec<crate::engine::stats::Prf>; 3] = [
+        (
+            "predmon_estimated_precision",
+            "Estimated precision by average (micro, macro, weighted).",
+            |p| p.precision,
+        ),
+        (
+            "predmon_estimated_recall",
+            "Estimated recall by average (micro, macro, weighted).",
+            |p| p.recall,
+        ),
+        (
+            "predmon_estimated_f1",
+            "Estimated F1 by average (micro, macro, weighted).",
+            |p| p.f1,
+        ),
+    ];
+    for (name, help, value) in averages {
+        let mut f = out.family(name, help, GAUGE);
+        for m in &d.models {
+            for (window, s) in &m.scopes {
+                let e = &s.estimated;
+                for (avg, prf) in [
+                    ("micro", &e.micro),
+                    ("macro", &e.macro_),
+                    ("weighted", &e.weighted),
+                ] {
+                    f.gauge(
+                        &[("model", &m.name), ("window", window), ("average", avg)],
+                        value(prf),
+                    );
+                }
+            }
+        }
+        f.done(out);
+    }
+    let per_class: [GaugeSpec<crate::engine::stats::Prf>; 3] = [
+        (
+            "predmon_estimated_class_precision",
+            "Estimated precision of the class.",
+            |p| p.precision,
+        ),
+        (
+            "predmon_estimated_class_recall",
+            "Estimated recall of the class.",
+            |p| p.recall,
+        ),
+        (
+            "predmon_estimated_class_f1",
+            "Estimated F1 of the class.",
+            |p| p.f1,
+        ),
+    ];
+    for (name, help, value) in per_class {
+        let mut f = out.family(name, help, GAUGE);
+        for m in &d.models {
+            for (window, s) in &m.scopes {
+                for (c, prf) in &s.estimated.classes {
+                    f.gauge(
+                        &[
+                            ("model", &m.name),
+                            ("window", window),
+                            ("class", &m.classes[*c as usize]),
+                        ],
+                        value(prf),
+                    );
+                }
+            }
+        }
+        f.done(out);
+    }
 }
 
 /// The engine as a Prometheus collector (usable with any registry).
