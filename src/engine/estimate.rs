@@ -47,7 +47,7 @@ impl EstimateTag {
 /// a positive score.
 pub fn column<'a>(
     pairs: impl Iterator<Item = (&'a str, f64)>,
-    index_of: impl Fn(&str) -> Option<u32>,
+    mut index_of: impl FnMut(usize, &str) -> Option<u32>,
     known: u32,
     scratch: &mut Vec<f64>,
     out: &mut Vec<(u32, f64)>,
@@ -55,8 +55,8 @@ pub fn column<'a>(
     out.clear();
     scratch.clear();
     scratch.resize(known as usize, -1.0);
-    for (name, p) in pairs {
-        if let Some(c) = index_of(name).filter(|&c| c < known) {
+    for (i, (name, p)) in pairs.enumerate() {
+        if let Some(c) = index_of(i, name).filter(|&c| c < known) {
             scratch[c as usize] = p;
         }
     }
@@ -68,6 +68,46 @@ pub fn column<'a>(
         if p > 0.0 {
             out.push((c as u32, p / total));
         }
+    }
+}
+
+/// The class indices of the score keys of a model's last scored prediction, by position:
+/// producers write the same keys in the same order event after event, so a key is
+/// usually matched by one comparison instead of a hash lookup.
+#[derive(Debug, Clone, Default)]
+pub struct KeyCache {
+    /// The model's number of classes when the cache was filled: a new class may be one
+    /// of the keys cached as unknown.
+    classes: usize,
+    keys: Vec<(Box<str>, Option<u32>)>,
+}
+
+impl KeyCache {
+    /// The index of the class named `name`, the `i`-th key of the scores.
+    #[inline]
+    pub fn index(
+        &mut self,
+        i: usize,
+        name: &str,
+        classes: usize,
+        lookup: impl Fn(&str) -> Option<u32>,
+    ) -> Option<u32> {
+        if self.classes != classes {
+            self.keys.clear();
+            self.classes = classes;
+        }
+        if let Some((k, id)) = self.keys.get(i) {
+            if **k == *name {
+                return *id;
+            }
+        }
+        let id = lookup(name);
+        if i < self.keys.len() {
+            self.keys[i] = (name.into(), id);
+        } else if i == self.keys.len() && i < 1024 {
+            self.keys.push((name.into(), id));
+        }
+        id
     }
 }
 
@@ -193,7 +233,7 @@ mod tests {
 
     #[test]
     fn column_normalizes_over_known_classes_last_duplicate_wins() {
-        let index = |n: &str| n.strip_prefix('c').and_then(|d| d.parse().ok());
+        let index = |_, n: &str| n.strip_prefix('c').and_then(|d| d.parse().ok());
         let (mut scratch, mut out) = (Vec::new(), Vec::new());
         let pairs = [
             ("c0", 0.1),
@@ -206,6 +246,20 @@ mod tests {
         assert_eq!(out, [(0, 0.3 / 0.8), (1, 0.5 / 0.8)]);
         column([("c1", 0.0)].into_iter(), index, 2, &mut scratch, &mut out);
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn key_cache_follows_key_order_and_new_classes() {
+        let mut cache = KeyCache::default();
+        let known = |n: &str| ["a", "b"].iter().position(|k| *k == n).map(|i| i as u32);
+        assert_eq!(cache.index(0, "b", 2, known), Some(1));
+        assert_eq!(cache.index(1, "z", 2, known), None);
+        // the same keys again: served from the cache
+        assert_eq!(cache.index(0, "b", 2, |_| panic!("cached")), Some(1));
+        // another order: looked up again
+        assert_eq!(cache.index(0, "a", 2, known), Some(0));
+        // a class interned since: "z" cached as unknown must be looked up again
+        assert_eq!(cache.index(1, "z", 3, |_| Some(2)), Some(2));
     }
 
     /// Without unlabelled predictions the estimate is the realised value.

@@ -76,6 +76,8 @@ pub struct ModelState {
     classes: Vec<String>,
     #[serde(skip)]
     class_index: FxHashMap<String, u32>,
+    #[serde(skip)]
+    key_cache: estimate::KeyCache,
     configured: usize,
     totals: Totals,
     ring: Ring,
@@ -307,6 +309,7 @@ impl Engine {
             name: name.to_string(),
             classes: Vec::new(),
             class_index: FxHashMap::default(),
+            key_cache: Default::default(),
             configured: configured.len(),
             totals: Totals {
                 cells: Dense::with_stride(stride),
@@ -375,8 +378,9 @@ impl Engine {
         let m = &mut self.models[model as usize];
         let known = m.classes.len().min(u16::MAX as usize - 1) as u32;
         let (scratch, column) = &mut self.scratch;
-        let index = &m.class_index;
-        estimate::column(pairs, |c| index.get(c).copied(), known, scratch, column);
+        let (index, cache, n) = (&m.class_index, &mut m.key_cache, m.classes.len());
+        let id = |i, c: &str| cache.index(i, c, n, |c| index.get(c).copied());
+        estimate::column(pairs, id, known, scratch, column);
         if column.is_empty() {
             return EstimateTag::default();
         }
@@ -416,14 +420,9 @@ impl Engine {
         let bucket = self.bucket_of(time_ns);
         let m = &mut self.models[model as usize];
         let (scratch, column) = &mut self.scratch;
-        let index = &m.class_index;
-        estimate::column(
-            pairs,
-            |c| index.get(c).copied(),
-            tag.known as u32,
-            scratch,
-            column,
-        );
+        let (index, cache, n) = (&m.class_index, &mut m.key_cache, m.classes.len());
+        let id = |i, c: &str| cache.index(i, c, n, |c| index.get(c).copied());
+        estimate::column(pairs, id, tag.known as u32, scratch, column);
         if column.is_empty() {
             return;
         }
