@@ -7,6 +7,8 @@ production), and stops once predmon's own `predmon_events_total` equals --lines.
 Prints one JSON object:
 
   seconds       from process start to the first scrape that saw every line
+  first_seconds, first_events  the first scrape that saw any: (lines - first_events) /
+                (seconds - first_seconds) is the rate without startup and connection
   hwm_kib       peak RSS (VmHWM) at that moment; rss_kib: VmRSS after --settle seconds
   scrape_ms     time of each /metrics request made while ingesting (client side)
   idle_scrape_ms  the same, after ingestion finished (render time without contention)
@@ -96,6 +98,9 @@ def main():
             took = time.perf_counter() - t
             m = pattern.search(body)
             seen = int(float(m.group(1))) if m else 0
+            if seen > 0 and "first_seconds" not in out:
+                out["first_seconds"] = time.perf_counter() - started
+                out["first_events"] = seen
             if seen >= a.lines:
                 out["seconds"] = time.perf_counter() - started
                 out["hwm_kib"] = proc_kib(proc.pid, "VmHWM")
