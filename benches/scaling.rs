@@ -132,7 +132,7 @@ fn roll_us(k: u32, per_cell: u32) -> f64 {
 
 fn main() {
     let s = Settings::from_raw(RawConfig::default()).expect("default config");
-    println!("## Per-event cost against classes (ns/event, median of 5 rounds)");
+    println!("### Per-event cost against classes (ns/event, median of 5 rounds)");
     println!();
     println!("| classes k | Engine::record | Pipeline::ingest (combined line) |");
     println!("|---:|---:|---:|");
@@ -144,7 +144,7 @@ fn main() {
         );
     }
     println!();
-    println!("## Window roll against classes (windows 1m, 5m, 1h of 10 s buckets; all k^2 cells non-zero)");
+    println!("### Window roll against classes (windows 1m, 5m, 1h of 10 s buckets; all k^2 cells non-zero)");
     println!();
     println!("| classes k | cells k^2 | roll, 1 sample/cell (µs) | roll, 10 samples/cell (µs) | ns per cell |");
     println!("|---:|---:|---:|---:|---:|");
