@@ -131,6 +131,7 @@ fn record(c: &mut Criterion) {
                     predicted: (i % k as u64) as u32,
                     time_ns: BASE_NS + i as i64 * 1_000_000,
                     loss: None,
+                    calibration: None,
                 });
             })
         });

@@ -61,6 +61,7 @@ fn record_ns(s: &Settings, k: u32) -> f64 {
                     predicted,
                     time_ns: BASE_NS + t,
                     loss: None,
+                    calibration: None,
                 });
             }
             start.elapsed().as_nanos() as f64 / n as f64

@@ -150,6 +150,13 @@ def fixture_series() -> list[dict]:
                     for m in ("predmon_estimated_class_precision", "predmon_estimated_class_recall",
                               "predmon_estimated_class_f1"):
                         out.append(_series(m, mc, _const(0.75)))
+                out.append(_series("predmon_calibration_error", mw, _const(0.04)))
+                out.append(_series("predmon_brier_score", mw, _const(0.3)))
+                for i, b in enumerate(("0.600", "0.933", "1.000")):
+                    mb_ = dict(mw, bin=b)
+                    out.append(_series("predmon_calibration_bin_samples", mb_, _const(10 + i)))
+                    out.append(_series("predmon_calibration_bin_correct", mb_, _const(6 + i)))
+                    out.append(_series("predmon_calibration_bin_summed_confidence", mb_, _const(6.5 + i)))
                 for alert, cls in (("recall_collapse", "yes"), ("prediction_collapse", "no"),
                                    ("near_chance", ""), ("label_imbalance", "")):
                     firing = 1 if (model, alert) == ("churn", "recall_collapse") else 0

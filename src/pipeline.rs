@@ -4,9 +4,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Settings, WindowBy, WindowSpec};
+use crate::engine::calibration::ScoreFacts;
 use crate::engine::stats::log_loss_term;
 use crate::engine::{Engine, EngineSettings, Sample};
-use crate::event::{owned_probability_of, Decoder, Event, Rejection, Side};
+use crate::event::{Decoder, Event, Rejection, Scores, Side};
 use crate::join::{Join, Pending};
 
 /// Counters of one source: every line read is either accepted or rejected once.
@@ -119,15 +120,17 @@ impl Pipeline {
             .admit(&e.model, [e.prediction.as_deref(), e.label.as_deref()])?;
         let classes = self.decoder.classes_of(&e.model);
         let Some(side) = half_side else {
-            let loss = e.scores.as_ref().map(|s| {
-                log_loss_term(s.probability_of(e.label.as_deref().expect("complete"), classes))
-            });
+            let facts = e
+                .scores
+                .as_ref()
+                .map(|s| borrowed_facts(&mut self.engine, model, actual, predicted, s, classes));
             self.engine.record(Sample {
                 model,
                 actual,
                 predicted,
                 time_ns,
-                loss,
+                loss: facts.map(|f| log_loss_term(f.p_actual)),
+                calibration: facts.map(|f| f.calibrated(actual == predicted)),
             });
             return Ok(());
         };
@@ -149,10 +152,26 @@ impl Pipeline {
                 now_ns,
                 e.scores.as_ref().map(|s| s.to_owned_scores(classes)),
             );
-            if let (Side::Prediction, Some(scores)) = (side, &half.scores) {
-                half.estimate = self
-                    .engine
-                    .hold_estimate(model, class, time_ns, scores.iter());
+            if let (Side::Prediction, Some(scores)) = (side, &e.scores) {
+                // The borrowed scores are the held ones, and cheaper to read.
+                half.estimate = match scores {
+                    Scores::Object(pairs) => self.engine.hold_estimate(
+                        model,
+                        class,
+                        time_ns,
+                        pairs.iter().map(|(k, p)| (k.as_ref(), *p)),
+                    ),
+                    Scores::Array(ps) => self.engine.hold_estimate(
+                        model,
+                        class,
+                        time_ns,
+                        classes
+                            .unwrap_or(&[])
+                            .iter()
+                            .map(String::as_str)
+                            .zip(ps.iter().copied()),
+                    ),
+                };
             }
             self.join.hold(half);
             if self.join.len() > self.max_pending {
@@ -173,19 +192,18 @@ impl Pipeline {
             Side::Prediction => (predicted, time_ns, other.class, other.time_ns),
             Side::Label => (other.class, other.time_ns, actual, time_ns),
         };
-        let actual_name = self.engine.model(model).class_name(label_class);
-        let arriving = e
-            .scores
-            .as_ref()
-            .map(|s| s.probability_of(actual_name, classes));
-        let held = other
-            .scores
-            .as_ref()
-            .map(|s| owned_probability_of(s, actual_name));
         // The prediction's scores first, the label's if only it carried some.
-        let p_actual = match side {
-            Side::Prediction => arriving.or(held),
-            Side::Label => held.or(arriving),
+        let (a, p) = (label_class, pred_class);
+        let arriving_first = match side {
+            Side::Prediction => e.scores.is_some(),
+            Side::Label => other.scores.is_none(),
+        };
+        let facts = match (&e.scores, &other.scores) {
+            (Some(s), _) if arriving_first => {
+                Some(borrowed_facts(&mut self.engine, model, a, p, s, classes))
+            }
+            (_, Some(s)) => Some(self.engine.score_facts(model, a, p, s.iter())),
+            _ => None,
         };
         let time_ns = match self.window_by {
             WindowBy::Completion => pred_ns.max(label_ns),
@@ -198,7 +216,8 @@ impl Pipeline {
             actual: label_class,
             predicted: pred_class,
             time_ns,
-            loss: p_actual.map(log_loss_term),
+            loss: facts.map(|f| log_loss_term(f.p_actual)),
+            calibration: facts.map(|f| f.calibrated(a == p)),
         });
         Ok(())
     }
@@ -221,6 +240,35 @@ impl Pipeline {
 
     pub fn mode(&self) -> Mode {
         self.mode
+    }
+}
+
+/// [`Engine::score_facts`] of scores still borrowed from the line.
+fn borrowed_facts(
+    engine: &mut Engine,
+    model: u32,
+    actual: u32,
+    predicted: u32,
+    scores: &Scores<'_>,
+    classes: Option<&[String]>,
+) -> ScoreFacts {
+    match scores {
+        Scores::Object(pairs) => engine.score_facts(
+            model,
+            actual,
+            predicted,
+            pairs.iter().map(|(k, p)| (k.as_ref(), *p)),
+        ),
+        Scores::Array(ps) => engine.score_facts(
+            model,
+            actual,
+            predicted,
+            classes
+                .unwrap_or(&[])
+                .iter()
+                .map(String::as_str)
+                .zip(ps.iter().copied()),
+        ),
     }
 }
 

@@ -10,6 +10,7 @@ use serde_json::{json, Map, Value};
 
 use crate::config::{parse_duration, Settings, WindowSpec};
 use crate::engine::alerts::{Alert, AlertKind};
+use crate::engine::calibration::{self, CalibrationStats};
 use crate::engine::estimate::EstimatedStats;
 use crate::engine::stats::{ModelStats, Prf};
 use crate::engine::{ModelState, ScopeId};
@@ -138,6 +139,25 @@ fn estimated_json(model: &ModelState, e: &EstimatedStats) -> Value {
     })
 }
 
+/// The `calibration` object (extension E2).
+fn calibration_json(c: &CalibrationStats) -> Value {
+    let ratio = |x: f64, n: u64| (n > 0).then(|| x / n as f64);
+    let bins: Vec<Value> = c
+        .bins
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            json!({
+                "lower": calibration::edge(i), "upper": calibration::edge(i + 1),
+                "samples": b.samples,
+                "confidence": ratio(b.confidence.value(), b.samples),
+                "accuracy": ratio(b.correct as f64, b.samples),
+            })
+        })
+        .collect();
+    json!({"samples": c.samples, "ece": c.ece, "brier": c.brier, "bins": bins})
+}
+
 /// One model's report object (Section 5) for one scope.
 pub fn model_json(model: &ModelState, stats: &ModelStats, pending: [u64; 2]) -> Value {
     let mut classes = Map::new();
@@ -177,6 +197,7 @@ pub fn model_json(model: &ModelState, stats: &ModelStats, pending: [u64; 2]) -> 
         "alerts": stats.alerts.iter().map(|a| alert_json(model, a)).collect::<Vec<_>>(),
         "join": {"unmatched_predictions": pending[0], "unmatched_labels": pending[1]},
         "estimated": estimated_json(model, &stats.estimated),
+        "calibration": calibration_json(&stats.calibration),
     })
 }
 

@@ -212,6 +212,11 @@ proptest! {
             for (name, m) in r["models"].as_object().unwrap() {
                 let e = &m["estimated"];
                 prop_assert_eq!(e["unlabelled"].as_u64().unwrap(), 0);
+                // E2: every sample carries scores, each counted once in one bin
+                let cal = &m["calibration"];
+                prop_assert_eq!(&cal["samples"], &m["samples"]);
+                let binned: u64 = cal["bins"].as_array().unwrap().iter().map(|b| b["samples"].as_u64().unwrap()).sum();
+                prop_assert_eq!(binned, m["samples"].as_u64().unwrap());
                 prop_assert_eq!(&e["accuracy"], &m["accuracy"], "{} {:?}", name, scope);
                 for avg in ["micro", "macro", "weighted"] {
                     prop_assert_eq!(&e[avg], &m[avg]);

@@ -207,7 +207,26 @@ scenarios!(
     estimate_calibrated_labelled,
     estimate_miscalibrated,
     estimate_miscalibrated_labelled,
+    calibration_edges,
 );
+
+/// Extension E2: the calibration error tells a calibrated stream from an over-confident
+/// one (all 4,000 samples per model labelled).
+#[test]
+fn calibration_error_flags_the_miscalibrated_stream() {
+    let ece = |name: &str, model: &str| {
+        report_of(name)["models"][model]["calibration"]["ece"]
+            .as_f64()
+            .unwrap()
+    };
+    for model in ["fraud", "topics"] {
+        let (good, bad) = (
+            ece("estimate_calibrated_labelled", model),
+            ece("estimate_miscalibrated_labelled", model),
+        );
+        assert!(good < 0.03 && bad > 0.08, "{model}: ECE {good} vs {bad}");
+    }
+}
 
 /// The largest difference between predmon's estimate on a partly labelled stream and
 /// the realised value once every label has arrived, over accuracy and the averaged

@@ -160,7 +160,7 @@ impl FloatDense {
 
 /// Neumaier's compensated sum: log loss over millions of samples stays within 1e-12 of
 /// the exact mean, where a plain running sum drifts.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Sum {
     sum: f64,
     compensation: f64,

@@ -281,6 +281,7 @@ mod tests {
                 seconds: 1.0,
                 expected: &FloatDense::with_stride(3),
                 unlabelled: 0,
+                calibration: &Default::default(),
             },
             &crate::config::Settings::default().alerts,
         );

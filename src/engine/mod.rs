@@ -3,6 +3,7 @@
 //! One owner mutates it; readers take [`Engine::model_stats`] snapshots.
 
 pub mod alerts;
+pub mod calibration;
 pub mod counts;
 pub mod estimate;
 pub mod stats;
@@ -13,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{AlertThresholds, Settings, WindowSpec};
 use crate::event::{Rejection, Side};
+use calibration::{Calibrated, Calibration, ScoreFacts};
 use counts::{Dense, FloatDense, Sum};
 use estimate::{EstimateTag, OUTSIDE_RING};
 use stats::{ModelStats, Scope};
@@ -52,6 +54,8 @@ pub struct Sample {
     pub time_ns: i64,
     /// The log-loss term, when the sample carried scores.
     pub loss: Option<f64>,
+    /// The calibration terms, when the sample carried scores (extension E2).
+    pub calibration: Option<Calibrated>,
 }
 
 /// Totals over every sample since start (or the restored state).
@@ -68,6 +72,8 @@ struct Totals {
     estimate: FloatDense,
     #[serde(default)]
     estimated: u64,
+    #[serde(default)]
+    calibration: Calibration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -358,8 +364,15 @@ impl Engine {
         t.first_ns = Some(t.first_ns.map_or(s.time_ns, |f| f.min(s.time_ns)));
         t.last_ns = Some(t.last_ns.map_or(s.time_ns, |l| l.max(s.time_ns)));
         m.ring.advance_to(head);
-        if m.ring.record(bucket, s.actual, s.predicted, s.loss) == Placement::Late {
+        let placement = m.ring.record(bucket, s.actual, s.predicted, s.loss);
+        if placement == Placement::Late {
             m.late_samples += 1;
+        }
+        if let Some(c) = &s.calibration {
+            m.totals.calibration.add(c);
+            if placement == Placement::InRing {
+                m.ring.record_calibration(bucket, c);
+            }
         }
     }
 
@@ -440,6 +453,42 @@ impl Engine {
         }
     }
 
+    /// The probabilities `pairs` (class name, p) give the actual and the predicted
+    /// class, and their sum of squares; duplicates: the last wins.
+    pub fn score_facts<'a>(
+        &mut self,
+        model: u32,
+        actual: u32,
+        predicted: u32,
+        pairs: impl Iterator<Item = (&'a str, f64)>,
+    ) -> ScoreFacts {
+        let m = &mut self.models[model as usize];
+        let n = m.classes.len();
+        let scratch = &mut self.scratch.0;
+        scratch.clear();
+        scratch.resize(n, -1.0);
+        // Keys that are no class of the model (yet): rare, compared by name.
+        let mut unknown: Vec<(&str, f64)> = Vec::new();
+        let (index, cache) = (&m.class_index, &mut m.key_cache);
+        for (i, (name, p)) in pairs.enumerate() {
+            match cache.index(i, name, n, |c| index.get(c).copied()) {
+                Some(c) => scratch[c as usize] = p,
+                None => match unknown.iter_mut().find(|(k, _)| *k == name) {
+                    Some(u) => u.1 = p,
+                    None => unknown.push((name, p)),
+                },
+            }
+        }
+        let at = |c: u32| scratch[c as usize].max(0.0);
+        let squares = |ps: &mut dyn Iterator<Item = f64>| ps.map(|p| p * p).sum::<f64>();
+        ScoreFacts {
+            p_actual: at(actual),
+            p_predicted: at(predicted),
+            sum_squares: squares(&mut scratch.iter().copied().filter(|&p| p >= 0.0))
+                + squares(&mut unknown.iter().map(|u| u.1)),
+        }
+    }
+
     pub fn observe_label_delay(&mut self, model: u32, seconds: f64) {
         self.models[model as usize].label_delay.observe(seconds);
     }
@@ -463,6 +512,7 @@ impl Engine {
             m.ring.advance_to(head);
         }
         let classes = m.classes.len();
+        let window_calibration;
         let view = match scope {
             ScopeId::All => {
                 let t = &m.totals;
@@ -481,10 +531,12 @@ impl Engine {
                     seconds: span,
                     expected: &t.estimate,
                     unlabelled: t.estimated,
+                    calibration: &t.calibration,
                 }
             }
             ScopeId::Window(w) => {
                 let s = m.ring.window_stats(w);
+                window_calibration = m.ring.window_calibration(w);
                 let sums = &m.ring.windows[w];
                 Scope {
                     cells: &sums.cells,
@@ -497,6 +549,7 @@ impl Engine {
                     seconds: sums.buckets as f64 * bucket_secs,
                     expected: &sums.estimate,
                     unlabelled: sums.estimated,
+                    calibration: &window_calibration,
                 }
             }
         };

@@ -3,6 +3,7 @@
 //! with `zero_division=0`, `accuracy_score`, `balanced_accuracy_score`.
 
 use super::alerts::{self, Alert};
+use super::calibration::{self, Calibration, CalibrationStats};
 use super::counts::{Dense, FloatDense};
 use super::estimate::{self, EstimatedStats};
 use crate::config::AlertThresholds;
@@ -51,6 +52,8 @@ pub struct ModelStats {
     pub alerts: Vec<Alert>,
     /// The estimate before labels (extension E1).
     pub estimated: EstimatedStats,
+    /// Calibration of the samples with scores (extension E2).
+    pub calibration: CalibrationStats,
 }
 
 /// The counts of one scope, borrowed from the engine.
@@ -71,6 +74,7 @@ pub struct Scope<'a> {
     /// Expected cells of the unlabelled predictions in scope, and how many there are.
     pub expected: &'a FloatDense,
     pub unlabelled: u64,
+    pub calibration: &'a Calibration,
 }
 
 fn ratio(num: f64, den: f64) -> f64 {
@@ -198,6 +202,7 @@ pub fn compute(scope: &Scope, thresholds: &AlertThresholds) -> ModelStats {
             scope.configured,
             scope.names,
         ),
+        calibration: calibration::compute(scope.calibration),
     };
     stats.alerts = alerts::evaluate(&stats, thresholds);
     stats
@@ -228,6 +233,7 @@ mod tests {
             seconds: 10.0,
             expected: &expected,
             unlabelled: 0,
+            calibration: &Calibration::default(),
         };
         compute(&scope, &crate::config::Settings::default().alerts)
     }

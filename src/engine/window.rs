@@ -10,6 +10,7 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
+use super::calibration::{Calibrated, Calibration};
 use super::counts::{Dense, FloatDense, Sum};
 
 /// Per-bucket scalars besides the confusion cells.
@@ -68,6 +69,9 @@ struct ClosedBucket {
     stats: BucketStats,
     #[serde(default, skip_serializing_if = "BucketEstimate::is_empty")]
     estimate: BucketEstimate,
+    /// Calibration sums of the bucket's samples with scores (extension E2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    calibration: Option<Box<Calibration>>,
 }
 
 impl ClosedBucket {
@@ -120,6 +124,8 @@ pub struct Ring {
     head_estimate_touched: Vec<u32>,
     #[serde(default)]
     head_estimated: u64,
+    #[serde(default)]
+    head_calibration: Calibration,
     /// Non-empty buckets older than the head and inside the span, oldest first.
     closed: VecDeque<ClosedBucket>,
     pub windows: Vec<WindowSums>,
@@ -137,6 +143,7 @@ impl Ring {
             head_estimate: FloatDense::with_stride(stride),
             head_estimate_touched: Vec::new(),
             head_estimated: 0,
+            head_calibration: Calibration::default(),
             closed: VecDeque::new(),
             windows: lengths
                 .iter()
@@ -235,6 +242,7 @@ impl Ring {
                         cells: Vec::new(),
                         stats: BucketStats::default(),
                         estimate: BucketEstimate::default(),
+                        calibration: None,
                     },
                 );
             }
@@ -315,12 +323,14 @@ impl Ring {
         }
         self.head_touched.clear();
         let stats = std::mem::take(&mut self.head_stats);
+        let calibration = std::mem::take(&mut self.head_calibration);
         // The head is always newer than every closed bucket.
         self.closed.push_back(ClosedBucket {
             index,
             cells,
             stats,
             estimate,
+            calibration: (calibration.samples > 0).then(|| Box::new(calibration)),
         });
     }
 
@@ -364,6 +374,7 @@ impl Ring {
                         cells: Vec::new(),
                         stats: BucketStats::default(),
                         estimate: BucketEstimate::default(),
+                        calibration: None,
                     },
                 );
             }
@@ -381,6 +392,36 @@ impl Ring {
                 }
             }
         }
+    }
+
+    /// Adds the calibration terms of a sample that [`Ring::record`] placed in the ring.
+    pub fn record_calibration(&mut self, bucket: i64, c: &Calibrated) {
+        let Some(head) = self.head.filter(|_| self.span > 0) else {
+            return;
+        };
+        if bucket == head {
+            self.head_calibration.add(c);
+        } else {
+            let at = self.closed.partition_point(|b| b.index < bucket);
+            if let Some(b) = self.closed.get_mut(at).filter(|b| b.index == bucket) {
+                b.calibration.get_or_insert_with(Default::default).add(c);
+            }
+        }
+    }
+
+    /// The calibration sums of window `w`, added up over its buckets.
+    pub fn window_calibration(&self, w: usize) -> Calibration {
+        let mut out = Calibration::default();
+        let Some(head) = self.head else { return out };
+        let start = head - self.windows[w].buckets as i64 + 1;
+        out.add_all(&self.head_calibration);
+        let first = self.closed.partition_point(|b| b.index < start);
+        for b in self.closed.iter().skip(first) {
+            if let Some(c) = &b.calibration {
+                out.add_all(c);
+            }
+        }
+        out
     }
 
     /// Scalars of window `w` (sample count, scored count, loss sum), summed over its buckets.

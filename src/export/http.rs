@@ -593,6 +593,21 @@ mod tests {
                 let v = e["classes"][c]["recall"].as_f64().unwrap();
                 assert_eq!(at("predmon_estimated_class_recall", &extra), v);
             }
+            // E2
+            let c = &r["calibration"];
+            assert_eq!(c["samples"], 3);
+            assert_eq!(
+                at("predmon_calibration_error", ""),
+                c["ece"].as_f64().unwrap()
+            );
+            assert_eq!(at("predmon_brier_score", ""), c["brier"].as_f64().unwrap());
+            let bin = ",bin=\"0.600\"";
+            assert_eq!(
+                at("predmon_calibration_bin_samples", bin),
+                c["bins"][8]["samples"].as_f64().unwrap()
+            );
+            assert_eq!(at("predmon_calibration_bin_correct", bin), 0.0);
+            assert_eq!(at("predmon_calibration_bin_summed_confidence", bin), 0.6);
             checked += 1;
         }
         assert_eq!(checked, 4);

@@ -521,6 +521,7 @@ fn window_families(d: &ScrapeData, out: &mut Out) {
         f.done(out);
     }
     estimated_families(d, out);
+    calibration_families(d, out);
     let mut alerts = out.family(
         "predmon_alert",
         "1 while the alert fires for the model, window and class.",
@@ -661,6 +662,72 @@ fn estimated_families(d: &ScrapeData, out: &mut Out) {
                             ("class", &m.classes[*c as usize]),
                         ],
                         value(prf),
+                    );
+                }
+            }
+        }
+        f.done(out);
+    }
+}
+
+/// Extension E2: calibration per model and window, with the reliability histogram as
+/// additive per-bin sums.
+fn calibration_families(d: &ScrapeData, out: &mut Out) {
+    use crate::engine::calibration::{bin_label, Bin, CalibrationStats, BINS};
+    use MetricType::GAUGE;
+    #[allow(clippy::type_complexity)] // a table of (name, help, accessor)
+    let model_gauges: [(&str, &str, fn(&CalibrationStats) -> Option<f64>); 2] = [
+        (
+            "predmon_calibration_error",
+            "Expected calibration error over 15 equal-width confidence bins.",
+            |c| c.ece,
+        ),
+        (
+            "predmon_brier_score",
+            "Mean multi-class Brier score over samples with scores.",
+            |c| c.brier,
+        ),
+    ];
+    for (name, help, value) in model_gauges {
+        let mut f = out.family(name, help, GAUGE);
+        for m in &d.models {
+            for (window, s) in &m.scopes {
+                if let Some(v) = value(&s.calibration) {
+                    f.gauge(&[("model", &m.name), ("window", window)], v);
+                }
+            }
+        }
+        f.done(out);
+    }
+    let labels: Vec<String> = (0..BINS).map(bin_label).collect();
+    let per_bin: [GaugeSpec<Bin>; 3] = [
+        (
+            "predmon_calibration_bin_samples",
+            "Samples with scores whose confidence falls in the bin (additive).",
+            |b| b.samples as f64,
+        ),
+        (
+            "predmon_calibration_bin_correct",
+            "Correct predictions among the bin's samples (additive).",
+            |b| b.correct as f64,
+        ),
+        (
+            "predmon_calibration_bin_summed_confidence",
+            "Sum of the confidences of the bin's samples (additive).",
+            |b| b.confidence.value(),
+        ),
+    ];
+    for (name, help, value) in per_bin {
+        let mut f = out.family(name, help, GAUGE);
+        for m in &d.models {
+            for (window, s) in &m.scopes {
+                if s.calibration.samples == 0 {
+                    continue;
+                }
+                for (i, b) in s.calibration.bins.iter().enumerate() {
+                    f.gauge(
+                        &[("model", &m.name), ("window", window), ("bin", &labels[i])],
+                        value(b),
                     );
                 }
             }
