@@ -150,6 +150,8 @@ def fixture_series() -> list[dict]:
                     for m in ("predmon_estimated_class_precision", "predmon_estimated_class_recall",
                               "predmon_estimated_class_f1"):
                         out.append(_series(m, mc, _const(0.75)))
+                out.append(_series("predmon_roc_auc", mw, _const(0.91)))
+                out.append(_series("predmon_pr_auc", mw, _const(0.74)))
                 out.append(_series("predmon_calibration_error", mw, _const(0.04)))
                 out.append(_series("predmon_brier_score", mw, _const(0.3)))
                 for i, b in enumerate(("0.600", "0.933", "1.000")):

@@ -131,6 +131,7 @@ impl Pipeline {
                 time_ns,
                 loss: facts.map(|f| log_loss_term(f.p_actual)),
                 calibration: facts.map(|f| f.calibrated(actual == predicted)),
+                ranking: facts.and_then(ranked),
             });
             return Ok(());
         };
@@ -218,6 +219,7 @@ impl Pipeline {
             time_ns,
             loss: facts.map(|f| log_loss_term(f.p_actual)),
             calibration: facts.map(|f| f.calibrated(a == p)),
+            ranking: facts.and_then(ranked),
         });
         Ok(())
     }
@@ -241,6 +243,12 @@ impl Pipeline {
     pub fn mode(&self) -> Mode {
         self.mode
     }
+}
+
+/// The positive class's score bin and whether the sample is positive (extension E3).
+fn ranked(f: ScoreFacts) -> Option<(u16, bool)> {
+    f.positive
+        .map(|(s, positive)| (crate::engine::ranking::bin_of(s), positive))
 }
 
 /// [`Engine::score_facts`] of scores still borrowed from the line.

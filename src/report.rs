@@ -12,6 +12,7 @@ use crate::config::{parse_duration, Settings, WindowSpec};
 use crate::engine::alerts::{Alert, AlertKind};
 use crate::engine::calibration::{self, CalibrationStats};
 use crate::engine::estimate::EstimatedStats;
+use crate::engine::ranking::RankingStats;
 use crate::engine::stats::{ModelStats, Prf};
 use crate::engine::{ModelState, ScopeId};
 use crate::event::Rejection;
@@ -158,6 +159,18 @@ fn calibration_json(c: &CalibrationStats) -> Value {
     json!({"samples": c.samples, "ece": c.ece, "brier": c.brier, "bins": bins})
 }
 
+/// The `ranking` object (extension E3), `null` for a model without a positive class.
+fn ranking_json(model: &ModelState, r: &Option<RankingStats>) -> Value {
+    match r {
+        None => Value::Null,
+        Some(r) => json!({
+            "positive_class": model.class_name(r.positive),
+            "samples": r.samples, "positives": r.positives,
+            "roc_auc": r.roc_auc, "pr_auc": r.pr_auc,
+        }),
+    }
+}
+
 /// One model's report object (Section 5) for one scope.
 pub fn model_json(model: &ModelState, stats: &ModelStats, pending: [u64; 2]) -> Value {
     let mut classes = Map::new();
@@ -198,6 +211,7 @@ pub fn model_json(model: &ModelState, stats: &ModelStats, pending: [u64; 2]) -> 
         "join": {"unmatched_predictions": pending[0], "unmatched_labels": pending[1]},
         "estimated": estimated_json(model, &stats.estimated),
         "calibration": calibration_json(&stats.calibration),
+        "ranking": ranking_json(model, &stats.ranking),
     })
 }
 

@@ -182,6 +182,7 @@ fn unknown_class() {
         r.models.push(RawModel {
             name: "m".into(),
             classes: Some(vec!["x".into(), "y".into()]),
+            positive_class: None,
         })
     });
     assert_rejected(

@@ -64,8 +64,21 @@ fn run_scenario(name: &str) {
     let actual = report_of(name);
     let expected = read_json(&dir.join("expected.json"));
 
+    // Per-field tolerances where predmon estimates a value (tolerances.json: field -> tol).
+    let tolerances: std::collections::BTreeMap<String, f64> = {
+        let path = dir.join("tolerances.json");
+        if path.exists() {
+            serde_json::from_value(read_json(&path)).expect("tolerances.json: field -> number")
+        } else {
+            Default::default()
+        }
+    };
     let mut errors = Vec::new();
-    compare("$", None, &expected, &actual, &mut errors);
+    let mut cx = Compare {
+        tolerances: &tolerances,
+        errors: &mut errors,
+    };
+    cx.compare("$", None, &expected, &actual);
     if !errors.is_empty() {
         let shown = errors.len().min(40);
         panic!(
@@ -81,75 +94,85 @@ fn run_scenario(name: &str) {
     }
 }
 
-/// `field` is the key this value sits under, or None under a model or class
-/// name (so that a class called "confusion" is not taken for the field).
-fn compare(
-    path: &str,
-    field: Option<&str>,
-    expected: &Value,
-    actual: &Value,
-    errors: &mut Vec<String>,
-) {
-    match (expected, actual) {
-        (Value::Number(e), Value::Number(a)) => {
-            let (e, a) = (e.as_f64().unwrap(), a.as_f64().unwrap());
-            if (e - a).abs() > TOLERANCE {
-                errors.push(format!(
-                    "{path}: expected {e}, actual {a} (diff {:e})",
-                    a - e
-                ));
-            }
-        }
-        (Value::Object(_), Value::Object(_)) if matches!(field, Some("confusion" | "rejected")) => {
-            compare_counts(path, expected, actual, errors)
-        }
-        (Value::Object(e), Value::Object(a)) => {
-            let names = matches!(field, Some("models" | "classes"));
-            if names {
-                for k in e.keys().filter(|k| !a.contains_key(*k)) {
-                    errors.push(format!("{path}: missing key {k:?}"));
-                }
-                for k in a.keys().filter(|k| !e.contains_key(*k)) {
-                    errors.push(format!("{path}: unexpected key {k:?}"));
+struct Compare<'a> {
+    tolerances: &'a std::collections::BTreeMap<String, f64>,
+    errors: &'a mut Vec<String>,
+}
+
+impl Compare<'_> {
+    /// `field` is the key this value sits under, or None under a model or class
+    /// name (so that a class called "confusion" is not taken for the field).
+    fn compare(&mut self, path: &str, field: Option<&str>, expected: &Value, actual: &Value) {
+        let errors = &mut *self.errors;
+        match (expected, actual) {
+            (Value::Number(e), Value::Number(a)) => {
+                let (e, a) = (e.as_f64().unwrap(), a.as_f64().unwrap());
+                let tolerance = field
+                    .and_then(|f| self.tolerances.get(f))
+                    .copied()
+                    .unwrap_or(TOLERANCE);
+                if (e - a).abs() > tolerance {
+                    errors.push(format!(
+                        "{path}: expected {e}, actual {a} (diff {:e})",
+                        a - e
+                    ));
                 }
             }
-            for (k, ev) in e {
-                let child = if names { None } else { Some(k.as_str()) };
-                match a.get(k) {
-                    Some(av) => compare(&format!("{path}.{k}"), child, ev, av, errors),
-                    None if names => {} // reported above
-                    None => errors.push(format!("{path}.{k}: missing, expected {ev}")),
+            (Value::Object(_), Value::Object(_))
+                if matches!(field, Some("confusion" | "rejected")) =>
+            {
+                compare_counts(path, expected, actual, errors)
+            }
+            (Value::Object(e), Value::Object(a)) => {
+                let names = matches!(field, Some("models" | "classes"));
+                if names {
+                    for k in e.keys().filter(|k| !a.contains_key(*k)) {
+                        errors.push(format!("{path}: missing key {k:?}"));
+                    }
+                    for k in a.keys().filter(|k| !e.contains_key(*k)) {
+                        errors.push(format!("{path}: unexpected key {k:?}"));
+                    }
+                }
+                for (k, ev) in e {
+                    let child = if names { None } else { Some(k.as_str()) };
+                    match a.get(k) {
+                        Some(av) => self.compare(&format!("{path}.{k}"), child, ev, av),
+                        None if names => {} // reported above
+                        None => self
+                            .errors
+                            .push(format!("{path}.{k}: missing, expected {ev}")),
+                    }
                 }
             }
-        }
-        (Value::Array(e), Value::Array(a)) if field == Some("alerts") => {
-            let set = |v: &Vec<Value>| -> BTreeSet<(String, String)> {
-                v.iter()
-                    .map(|x| (x["alert"].to_string(), x["class"].to_string()))
-                    .collect()
-            };
-            let (es, as_) = (set(e), set(a));
-            if es != as_ || a.len() != as_.len() {
-                errors.push(format!(
-                    "{path}: expected {expected} (in any order), actual {actual}"
-                ));
+            (Value::Array(e), Value::Array(a)) if field == Some("alerts") => {
+                let set = |v: &Vec<Value>| -> BTreeSet<(String, String)> {
+                    v.iter()
+                        .map(|x| (x["alert"].to_string(), x["class"].to_string()))
+                        .collect()
+                };
+                let (es, as_) = (set(e), set(a));
+                if es != as_ || a.len() != as_.len() {
+                    errors.push(format!(
+                        "{path}: expected {expected} (in any order), actual {actual}"
+                    ));
+                }
             }
-        }
-        (Value::Array(e), Value::Array(a)) => {
-            if e.len() != a.len() {
-                errors.push(format!(
-                    "{path}: expected {} elements, actual {}",
-                    e.len(),
-                    a.len()
-                ));
+            (Value::Array(e), Value::Array(a)) => {
+                if e.len() != a.len() {
+                    errors.push(format!(
+                        "{path}: expected {} elements, actual {}",
+                        e.len(),
+                        a.len()
+                    ));
+                }
+                for (i, (ev, av)) in e.iter().zip(a).enumerate() {
+                    self.compare(&format!("{path}[{i}]"), field, ev, av);
+                }
             }
-            for (i, (ev, av)) in e.iter().zip(a).enumerate() {
-                compare(&format!("{path}[{i}]"), field, ev, av, errors);
-            }
-        }
-        (e, a) => {
-            if e != a {
-                errors.push(format!("{path}: expected {e}, actual {a}"));
+            (e, a) => {
+                if e != a {
+                    errors.push(format!("{path}: expected {e}, actual {a}"));
+                }
             }
         }
     }
@@ -208,6 +231,7 @@ scenarios!(
     estimate_miscalibrated,
     estimate_miscalibrated_labelled,
     calibration_edges,
+    ranking_auc,
 );
 
 /// Extension E2: the calibration error tells a calibrated stream from an over-confident

@@ -93,6 +93,8 @@ pub struct AlertThresholds {
 pub struct ModelSettings {
     pub name: String,
     pub classes: Option<Vec<String>>,
+    /// `positive_class`, else the second of exactly two configured classes.
+    pub positive_class: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -369,9 +371,24 @@ impl Settings {
                     ));
                 }
             }
+            if let Some(p) = &m.positive_class {
+                if p.is_empty() {
+                    problems.push(format!("models[{i}].positive_class: must not be empty"));
+                } else if m.classes.as_ref().is_some_and(|c| !c.contains(p)) {
+                    problems.push(format!(
+                        "models[{i}].positive_class: `{p}` is not one of the configured classes of `{}`",
+                        m.name
+                    ));
+                }
+            }
+            let positive_class = m.positive_class.clone().or_else(|| match &m.classes {
+                Some(c) if c.len() == 2 => Some(c[1].clone()),
+                _ => None,
+            });
             models.push(ModelSettings {
                 name: m.name.clone(),
                 classes: m.classes.clone(),
+                positive_class,
             });
         }
         if models.len() > max_models {
@@ -598,6 +615,30 @@ mod tests {
         assert_eq!(
             toml::to_string(&example.raw).unwrap(),
             toml::to_string(&Settings::default().raw).unwrap()
+        );
+    }
+
+    #[test]
+    fn positive_class_defaults_to_the_second_of_two_classes() {
+        let s = load_toml(
+            "[[models]]\nname = \"a\"\nclasses = [\"legit\", \"fraud\"]\n[[models]]\nname = \"b\"\npositive_class = \"yes\"\n[[models]]\nname = \"c\"\nclasses = [\"x\", \"y\", \"z\"]\n",
+        )
+        .unwrap();
+        let p: Vec<_> = s
+            .models
+            .iter()
+            .map(|m| m.positive_class.as_deref())
+            .collect();
+        assert_eq!(p, [Some("fraud"), Some("yes"), None]);
+        let err = load_toml(
+            "[[models]]\nname = \"a\"\nclasses = [\"n\", \"y\"]\npositive_class = \"Y\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains(
+                "models[0].positive_class: `Y` is not one of the configured classes of `a`"
+            ),
+            "{err}"
         );
     }
 

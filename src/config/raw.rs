@@ -131,6 +131,10 @@ pub struct RawModel {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub classes: Option<Vec<String>>,
+    /// The class whose score ranks samples for ROC AUC and PR AUC (extension E3);
+    /// default: the second of two configured classes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub positive_class: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -54,6 +54,9 @@ pub struct ScoreFacts {
     pub p_predicted: f64,
     /// `Σ p²` over the distinct classes of the scores (the last of duplicates).
     pub sum_squares: f64,
+    /// The score of the model's positive class and whether the actual class is it, for
+    /// models with one (extension E3).
+    pub positive: Option<(f64, bool)>,
 }
 
 impl ScoreFacts {

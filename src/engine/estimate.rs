@@ -282,6 +282,7 @@ mod tests {
                 expected: &FloatDense::with_stride(3),
                 unlabelled: 0,
                 calibration: &Default::default(),
+                ranking: None,
             },
             &crate::config::Settings::default().alerts,
         );

@@ -6,6 +6,7 @@ pub mod alerts;
 pub mod calibration;
 pub mod counts;
 pub mod estimate;
+pub mod ranking;
 pub mod stats;
 pub mod window;
 
@@ -56,6 +57,9 @@ pub struct Sample {
     pub loss: Option<f64>,
     /// The calibration terms, when the sample carried scores (extension E2).
     pub calibration: Option<Calibrated>,
+    /// The bin of the positive class's score and whether the sample is positive, when
+    /// the model has a positive class and the sample carried scores (extension E3).
+    pub ranking: Option<(u16, bool)>,
 }
 
 /// Totals over every sample since start (or the restored state).
@@ -74,6 +78,8 @@ struct Totals {
     estimated: u64,
     #[serde(default)]
     calibration: Calibration,
+    #[serde(default)]
+    ranking: ranking::ScoreHistogram,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -84,6 +90,12 @@ pub struct ModelState {
     class_index: FxHashMap<String, u32>,
     #[serde(skip)]
     key_cache: estimate::KeyCache,
+    /// The positive class of ROC AUC and PR AUC, from the configuration, and its
+    /// index once the class has been seen.
+    #[serde(skip)]
+    positive_name: Option<String>,
+    #[serde(skip)]
+    positive: Option<u32>,
     configured: usize,
     totals: Totals,
     ring: Ring,
@@ -139,6 +151,8 @@ pub struct EngineSettings {
     pub max_models: usize,
     pub max_classes: usize,
     pub configured: FxHashMap<String, Vec<String>>,
+    /// Each model's positive class, where it has one (extension E3).
+    pub positive: FxHashMap<String, String>,
 }
 
 impl EngineSettings {
@@ -149,6 +163,11 @@ impl EngineSettings {
             alerts: settings.alerts.clone(),
             max_models: settings.limits.max_models,
             max_classes: settings.limits.max_classes,
+            positive: settings
+                .models
+                .iter()
+                .filter_map(|m| m.positive_class.clone().map(|p| (m.name.clone(), p)))
+                .collect(),
             configured: settings
                 .models
                 .iter()
@@ -211,6 +230,7 @@ impl Engine {
                     "the snapshot was written with other metrics.windows or metrics.bucket".into(),
                 );
             }
+            m.positive_name = settings.positive.get(&m.name).cloned();
             let stride = m.totals.cells.stride();
             m.totals.estimate.ensure(stride);
             m.ring.ensure_layout();
@@ -316,6 +336,8 @@ impl Engine {
             classes: Vec::new(),
             class_index: FxHashMap::default(),
             key_cache: Default::default(),
+            positive_name: settings.positive.get(name).cloned(),
+            positive: None,
             configured: configured.len(),
             totals: Totals {
                 cells: Dense::with_stride(stride),
@@ -372,6 +394,12 @@ impl Engine {
             m.totals.calibration.add(c);
             if placement == Placement::InRing {
                 m.ring.record_calibration(bucket, c);
+            }
+        }
+        if let Some((bin, positive)) = s.ranking {
+            m.totals.ranking.add(bin, positive, 1);
+            if placement == Placement::InRing {
+                m.ring.record_ranking(bucket, bin, positive);
             }
         }
     }
@@ -481,7 +509,21 @@ impl Engine {
         }
         let at = |c: u32| scratch[c as usize].max(0.0);
         let squares = |ps: &mut dyn Iterator<Item = f64>| ps.map(|p| p * p).sum::<f64>();
+        if m.positive.is_none() {
+            if let Some(name) = &m.positive_name {
+                m.positive = m.class_index.get(name).copied();
+            }
+        }
+        let positive = match (m.positive, &m.positive_name) {
+            (Some(c), _) => Some((at(c), c == actual)),
+            (None, Some(name)) => {
+                let p = unknown.iter().find(|(k, _)| *k == name.as_str());
+                Some((p.map_or(0.0, |u| u.1), false))
+            }
+            (None, None) => None,
+        };
         ScoreFacts {
+            positive,
             p_actual: at(actual),
             p_predicted: at(predicted),
             sum_squares: squares(&mut scratch.iter().copied().filter(|&p| p >= 0.0))
@@ -512,6 +554,12 @@ impl Engine {
             m.ring.advance_to(head);
         }
         let classes = m.classes.len();
+        if m.positive.is_none() {
+            if let Some(name) = &m.positive_name {
+                m.positive = m.class_index.get(name).copied();
+            }
+        }
+        let positive = m.positive;
         let window_calibration;
         let view = match scope {
             ScopeId::All => {
@@ -532,6 +580,7 @@ impl Engine {
                     expected: &t.estimate,
                     unlabelled: t.estimated,
                     calibration: &t.calibration,
+                    ranking: positive.map(|p| (&t.ranking, p)),
                 }
             }
             ScopeId::Window(w) => {
@@ -550,6 +599,7 @@ impl Engine {
                     expected: &sums.estimate,
                     unlabelled: sums.estimated,
                     calibration: &window_calibration,
+                    ranking: positive.map(|p| (&sums.ranking, p)),
                 }
             }
         };

@@ -6,6 +6,7 @@ use super::alerts::{self, Alert};
 use super::calibration::{self, Calibration, CalibrationStats};
 use super::counts::{Dense, FloatDense};
 use super::estimate::{self, EstimatedStats};
+use super::ranking::{self, RankingStats, ScoreHistogram};
 use crate::config::AlertThresholds;
 
 /// Precision, recall and F1.
@@ -54,6 +55,8 @@ pub struct ModelStats {
     pub estimated: EstimatedStats,
     /// Calibration of the samples with scores (extension E2).
     pub calibration: CalibrationStats,
+    /// ROC AUC and PR AUC, for a model with a positive class (extension E3).
+    pub ranking: Option<RankingStats>,
 }
 
 /// The counts of one scope, borrowed from the engine.
@@ -75,6 +78,8 @@ pub struct Scope<'a> {
     pub expected: &'a FloatDense,
     pub unlabelled: u64,
     pub calibration: &'a Calibration,
+    /// The positive class's score histogram and index, for a model with one.
+    pub ranking: Option<(&'a ScoreHistogram, u32)>,
 }
 
 fn ratio(num: f64, den: f64) -> f64 {
@@ -203,6 +208,9 @@ pub fn compute(scope: &Scope, thresholds: &AlertThresholds) -> ModelStats {
             scope.names,
         ),
         calibration: calibration::compute(scope.calibration),
+        ranking: scope
+            .ranking
+            .map(|(h, positive)| ranking::compute(h, positive)),
     };
     stats.alerts = alerts::evaluate(&stats, thresholds);
     stats
@@ -234,6 +242,7 @@ mod tests {
             expected: &expected,
             unlabelled: 0,
             calibration: &Calibration::default(),
+            ranking: None,
         };
         compute(&scope, &crate::config::Settings::default().alerts)
     }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::calibration::{Calibrated, Calibration};
 use super::counts::{Dense, FloatDense, Sum};
+use super::ranking::{ScoreHistogram, SparseHistogram};
 
 /// Per-bucket scalars besides the confusion cells.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
@@ -72,6 +73,9 @@ struct ClosedBucket {
     /// Calibration sums of the bucket's samples with scores (extension E2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     calibration: Option<Box<Calibration>>,
+    /// Score histogram of the positive class (extension E3).
+    #[serde(default, skip_serializing_if = "SparseHistogram::is_empty")]
+    ranking: SparseHistogram,
 }
 
 impl ClosedBucket {
@@ -98,6 +102,9 @@ pub struct WindowSums {
     /// How many unlabelled predictions `estimate` holds.
     #[serde(default)]
     pub estimated: u64,
+    /// Positive-class score histogram of the window's samples (extension E3).
+    #[serde(default)]
+    pub ranking: ScoreHistogram,
 }
 
 /// Where a recorded sample landed.
@@ -126,6 +133,8 @@ pub struct Ring {
     head_estimated: u64,
     #[serde(default)]
     head_calibration: Calibration,
+    #[serde(default)]
+    head_ranking: SparseHistogram,
     /// Non-empty buckets older than the head and inside the span, oldest first.
     closed: VecDeque<ClosedBucket>,
     pub windows: Vec<WindowSums>,
@@ -144,6 +153,7 @@ impl Ring {
             head_estimate_touched: Vec::new(),
             head_estimated: 0,
             head_calibration: Calibration::default(),
+            head_ranking: SparseHistogram::default(),
             closed: VecDeque::new(),
             windows: lengths
                 .iter()
@@ -153,6 +163,7 @@ impl Ring {
                     samples: 0,
                     estimate: FloatDense::with_stride(stride),
                     estimated: 0,
+                    ranking: ScoreHistogram::default(),
                 })
                 .collect(),
         }
@@ -243,6 +254,7 @@ impl Ring {
                         stats: BucketStats::default(),
                         estimate: BucketEstimate::default(),
                         calibration: None,
+                        ranking: SparseHistogram::default(),
                     },
                 );
             }
@@ -287,6 +299,10 @@ impl Ring {
                     w.estimate.add(a as u32, p as u32, -v);
                 }
                 w.estimated = w.estimated.saturating_sub(b.estimate.count);
+                for &(bin, pos, neg) in &b.ranking.0 {
+                    w.ranking.sub(bin, true, pos as u64);
+                    w.ranking.sub(bin, false, neg as u64);
+                }
             }
         }
         let oldest_kept = bucket - self.span as i64 + 1;
@@ -331,6 +347,7 @@ impl Ring {
             stats,
             estimate,
             calibration: (calibration.samples > 0).then(|| Box::new(calibration)),
+            ranking: std::mem::take(&mut self.head_ranking),
         });
     }
 
@@ -375,6 +392,7 @@ impl Ring {
                         stats: BucketStats::default(),
                         estimate: BucketEstimate::default(),
                         calibration: None,
+                        ranking: SparseHistogram::default(),
                     },
                 );
             }
@@ -405,6 +423,29 @@ impl Ring {
             let at = self.closed.partition_point(|b| b.index < bucket);
             if let Some(b) = self.closed.get_mut(at).filter(|b| b.index == bucket) {
                 b.calibration.get_or_insert_with(Default::default).add(c);
+            }
+        }
+    }
+
+    /// Adds the positive-class score bin of a sample that [`Ring::record`] placed in
+    /// the ring, to its bucket and the windows that hold it.
+    pub fn record_ranking(&mut self, bucket: i64, bin: u16, positive: bool) {
+        let Some(head) = self.head.filter(|_| self.span > 0) else {
+            return;
+        };
+        let age = head - bucket;
+        if age == 0 {
+            self.head_ranking.add(bin, positive);
+        } else {
+            let at = self.closed.partition_point(|b| b.index < bucket);
+            match self.closed.get_mut(at).filter(|b| b.index == bucket) {
+                Some(b) => b.ranking.add(bin, positive),
+                None => return,
+            }
+        }
+        for w in &mut self.windows {
+            if age < w.buckets as i64 {
+                w.ranking.add(bin, positive, 1);
             }
         }
     }
@@ -556,6 +597,34 @@ mod tests {
                         assert!((w.estimate.get(a, p) - brute.get(a, p)).abs() < 1e-12);
                     }
                 }
+            }
+        }
+    }
+
+    /// Score histograms of the windows equal a recomputation from the samples inside.
+    #[test]
+    fn ranking_histograms_in_windows_equal_recomputation() {
+        let mut ring = Ring::new(&[1, 3, 6], 2);
+        let mut seen: Vec<(i64, u16, bool)> = Vec::new();
+        for (i, b) in [10i64, 10, 11, 9, 13, 12, 20, 15, 21, 21, 40, 39, 38]
+            .into_iter()
+            .enumerate()
+        {
+            let (bin, positive) = ((i * 37 % 11) as u16, i % 3 == 0);
+            if ring.record(b, 0, 0, None) == Placement::InRing {
+                ring.record_ranking(b, bin, positive);
+                seen.push((b, bin, positive));
+            }
+            let head = ring.head().unwrap();
+            for w in &ring.windows {
+                let mut brute = ScoreHistogram::default();
+                for &(sb, bin, positive) in &seen {
+                    if head - sb < w.buckets as i64 {
+                        brute.add(bin, positive, 1);
+                    }
+                }
+                let got: Vec<_> = w.ranking.bins().collect();
+                assert_eq!(got, brute.bins().collect::<Vec<_>>(), "after {b}");
             }
         }
     }

@@ -847,6 +847,7 @@ mod tests {
             r.models.push(RawModel {
                 name: "m".into(),
                 classes: Some(vec!["a".into(), "b".into()]),
+                positive_class: None,
             })
         });
         let e = d

@@ -469,7 +469,10 @@ mod tests {
     use crate::pipeline::{Mode, Pipeline};
 
     fn state_with(lines: &[&str]) -> HttpState {
-        let settings = Settings::default();
+        state_with_settings(Settings::default(), lines)
+    }
+
+    fn state_with_settings(settings: Settings, lines: &[&str]) -> HttpState {
         let mut pipeline = Pipeline::new(&settings, Mode::Daemon, None, &["test"]);
         let now = crate::now_ns();
         for l in lines {
@@ -611,6 +614,53 @@ mod tests {
             checked += 1;
         }
         assert_eq!(checked, 4);
+    }
+
+    /// E3: ROC AUC and PR AUC on /metrics are the report's, for a model with a
+    /// positive class; none for a model without.
+    #[test]
+    fn ranking_metrics_agree_with_the_api() {
+        let mut raw = crate::config::RawConfig::default();
+        raw.models.push(crate::config::raw::RawModel {
+            name: "m".into(),
+            classes: Some(vec!["no".into(), "yes".into()]),
+            positive_class: None,
+        });
+        let settings = Settings::from_raw(raw).unwrap();
+        let mut lines = Vec::new();
+        for i in 0..40 {
+            let s = (i * 37 % 100) as f64 / 100.0;
+            let y = if (i * 53 % 100) as f64 / 100.0 < s {
+                "yes"
+            } else {
+                "no"
+            };
+            lines.push(format!(
+                r#"{{"model":"m","prediction":"yes","label":"{y}","scores":[{},{s}]}}"#,
+                1.0 - s
+            ));
+        }
+        lines.push(r#"{"model":"other","prediction":"a","label":"a","scores":{"a":1}}"#.into());
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let s = state_with_settings(settings, &refs);
+        let text = body(route(&s, &Method::GET, "/metrics", None));
+        let m = samples(&text);
+        let api: serde_json::Value =
+            serde_json::from_str(&body(route(&s, &Method::GET, "/api/v1/models", None))).unwrap();
+        for (window, report) in api["windows"].as_object().unwrap() {
+            let r = &report["models"]["m"]["ranking"];
+            assert_eq!(r["positive_class"], "yes");
+            assert_eq!(r["samples"], 40);
+            for k in ["roc_auc", "pr_auc"] {
+                let key = format!("predmon_{k}{{model=\"m\",window=\"{window}\"}}");
+                assert_eq!(m[&key], r[k].as_f64().unwrap(), "{key}");
+            }
+            assert_eq!(
+                report["models"]["other"]["ranking"],
+                serde_json::Value::Null
+            );
+        }
+        assert!(!text.contains("predmon_roc_auc{model=\"other\""));
     }
 
     #[test]

@@ -522,6 +522,7 @@ fn window_families(d: &ScrapeData, out: &mut Out) {
     }
     estimated_families(d, out);
     calibration_families(d, out);
+    ranking_families(d, out);
     let mut alerts = out.family(
         "predmon_alert",
         "1 while the alert fires for the model, window and class.",
@@ -729,6 +730,37 @@ fn calibration_families(d: &ScrapeData, out: &mut Out) {
                         &[("model", &m.name), ("window", window), ("bin", &labels[i])],
                         value(b),
                     );
+                }
+            }
+        }
+        f.done(out);
+    }
+}
+
+/// Extension E3: ROC AUC and PR AUC per model and window, for models with a positive
+/// class and windows with both positive and negative scored samples.
+fn ranking_families(d: &ScrapeData, out: &mut Out) {
+    use crate::engine::ranking::RankingStats;
+    use MetricType::GAUGE;
+    #[allow(clippy::type_complexity)] // a table of (name, help, accessor)
+    let gauges: [(&str, &str, fn(&RankingStats) -> Option<f64>); 2] = [
+        (
+            "predmon_roc_auc",
+            "Area under the ROC curve of the positive class's score.",
+            |r| r.roc_auc,
+        ),
+        (
+            "predmon_pr_auc",
+            "Average precision (area under the precision-recall curve) of the positive class's score.",
+            |r| r.pr_auc,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        let mut f = out.family(name, help, GAUGE);
+        for m in &d.models {
+            for (window, s) in &m.scopes {
+                if let Some(v) = s.ranking.as_ref().and_then(value) {
+                    f.gauge(&[("model", &m.name), ("window", window)], v);
                 }
             }
         }
