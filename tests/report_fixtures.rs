@@ -9,7 +9,9 @@
 //! and its JSON must match expected.json:
 //! - every key of expected must be present in the output and equal to it,
 //!   numbers to 1e-9 absolute (keys the contract leaves undefined, such as
-//!   ratios over zero samples, are left out of expected.json);
+//!   ratios over zero samples, are left out of expected.json), or to the
+//!   tolerance an optional tolerances.json gives a field name (values predmon
+//!   estimates, such as ROC AUC from score histograms);
 //! - `models` and each `classes` object must have exactly the expected keys;
 //! - `confusion` and `events.rejected` treat a missing cell as 0, both ways;
 //! - `alerts` compare as an unordered set of (alert, class).
