@@ -132,7 +132,7 @@ fn record(c: &mut Criterion) {
                     time_ns: BASE_NS + i as i64 * 1_000_000,
                     loss: None,
                     calibration: None,
-                    ranking: None,
+                    positive: None,
                 });
             })
         });

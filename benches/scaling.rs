@@ -62,7 +62,7 @@ fn record_ns(s: &Settings, k: u32) -> f64 {
                     time_ns: BASE_NS + t,
                     loss: None,
                     calibration: None,
-                    ranking: None,
+                    positive: None,
                 });
             }
             start.elapsed().as_nanos() as f64 / n as f64

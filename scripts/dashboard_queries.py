@@ -150,6 +150,14 @@ def fixture_series() -> list[dict]:
                     for m in ("predmon_estimated_class_precision", "predmon_estimated_class_recall",
                               "predmon_estimated_class_f1"):
                         out.append(_series(m, mc, _const(0.75)))
+                for th, (tp, pr, sp) in (("0.3", (30, 50, 40)), ("0.7", (12, 14, 40))):
+                    mt = dict(mw, threshold=th)
+                    out.append(_series("predmon_threshold_true_positives", mt, _const(tp)))
+                    out.append(_series("predmon_threshold_predicted", mt, _const(pr)))
+                    out.append(_series("predmon_threshold_support", mt, _const(sp)))
+                    for m_ in ("predmon_threshold_precision", "predmon_threshold_recall",
+                               "predmon_threshold_f1"):
+                        out.append(_series(m_, mt, _const(0.6)))
                 out.append(_series("predmon_roc_auc", mw, _const(0.91)))
                 out.append(_series("predmon_pr_auc", mw, _const(0.74)))
                 out.append(_series("predmon_calibration_error", mw, _const(0.04)))

@@ -18,7 +18,9 @@
 //! - [`engine`]: interned models and classes, confusion counts, windows, the
 //!   definitions of contract Section 2 ([`engine::stats`]) and the alerts; the contract
 //!   extensions of docs/CONTRACT-EXTENSIONS.md: the estimate before labels
-//!   ([`engine::estimate`]), calibration ([`engine::calibration`]).
+//!   ([`engine::estimate`]), calibration ([`engine::calibration`]), ROC and PR AUC
+//!   ([`engine::ranking`]), the positive class at extra thresholds
+//!   ([`engine::thresholds`]); `[[models]] threshold` predicts from scores in the decoder.
 //! - [`pipeline`]: decode -> join -> engine for one line, shared by `report` and `run`.
 //! - [`report`]: `predmon report`, and the JSON shape of `/api/v1/models`.
 //! - [`export`]: `/metrics` (a scrape-time collector), `/api/v1/models`, the landing

@@ -131,7 +131,7 @@ impl Pipeline {
                 time_ns,
                 loss: facts.map(|f| log_loss_term(f.p_actual)),
                 calibration: facts.map(|f| f.calibrated(actual == predicted)),
-                ranking: facts.and_then(ranked),
+                positive: facts.and_then(|f| f.positive),
             });
             return Ok(());
         };
@@ -219,7 +219,7 @@ impl Pipeline {
             time_ns,
             loss: facts.map(|f| log_loss_term(f.p_actual)),
             calibration: facts.map(|f| f.calibrated(a == p)),
-            ranking: facts.and_then(ranked),
+            positive: facts.and_then(|f| f.positive),
         });
         Ok(())
     }
@@ -243,12 +243,6 @@ impl Pipeline {
     pub fn mode(&self) -> Mode {
         self.mode
     }
-}
-
-/// The positive class's score bin and whether the sample is positive (extension E3).
-fn ranked(f: ScoreFacts) -> Option<(u16, bool)> {
-    f.positive
-        .map(|(s, positive)| (crate::engine::ranking::bin_of(s), positive))
 }
 
 /// [`Engine::score_facts`] of scores still borrowed from the line.

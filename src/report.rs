@@ -212,6 +212,11 @@ pub fn model_json(model: &ModelState, stats: &ModelStats, pending: [u64; 2]) -> 
         "estimated": estimated_json(model, &stats.estimated),
         "calibration": calibration_json(&stats.calibration),
         "ranking": ranking_json(model, &stats.ranking),
+        "thresholds": stats.thresholds.iter().map(|t| json!({
+            "threshold": t.threshold,
+            "precision": t.prf.precision, "recall": t.prf.recall, "f1": t.prf.f1,
+            "tp": t.tp, "fp": t.fp, "fn": t.fn_,
+        })).collect::<Vec<_>>(),
     })
 }
 

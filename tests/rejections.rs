@@ -183,6 +183,8 @@ fn unknown_class() {
             name: "m".into(),
             classes: Some(vec!["x".into(), "y".into()]),
             positive_class: None,
+            threshold: None,
+            thresholds: Vec::new(),
         })
     });
     assert_rejected(

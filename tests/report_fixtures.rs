@@ -234,6 +234,7 @@ scenarios!(
     estimate_miscalibrated_labelled,
     calibration_edges,
     ranking_auc,
+    threshold_scores,
 );
 
 /// Extension E2: the calibration error tells a calibrated stream from an over-confident

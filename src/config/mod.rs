@@ -95,6 +95,10 @@ pub struct ModelSettings {
     pub classes: Option<Vec<String>>,
     /// `positive_class`, else the second of exactly two configured classes.
     pub positive_class: Option<String>,
+    /// Predicts events with scores and no prediction (extension E6).
+    pub threshold: Option<f64>,
+    /// Extra thresholds for the positive class's precision, recall and F1, ascending.
+    pub thresholds: Vec<f64>,
 }
 
 #[derive(Debug, Clone)]
@@ -385,10 +389,44 @@ impl Settings {
                 Some(c) if c.len() == 2 => Some(c[1].clone()),
                 _ => None,
             });
+            let in_unit = |v: f64| v.is_finite() && (0.0..=1.0).contains(&v);
+            if let Some(t) = m.threshold {
+                if !in_unit(t) {
+                    problems.push(format!("models[{i}].threshold: `{t}` must be in [0, 1]"));
+                }
+                if m.classes.as_ref().is_none_or(|c| c.len() != 2) {
+                    problems.push(format!(
+                        "models[{i}].threshold: `{}` needs exactly two configured classes, the positive and the negative one",
+                        m.name
+                    ));
+                }
+            }
+            if !m.thresholds.is_empty() && positive_class.is_none() {
+                problems.push(format!(
+                    "models[{i}].thresholds: `{}` has no positive class; set positive_class or two classes",
+                    m.name
+                ));
+            }
+            if m.thresholds.len() > 16 {
+                problems.push(format!(
+                    "models[{i}].thresholds: {} thresholds; at most 16",
+                    m.thresholds.len()
+                ));
+            }
+            for &t in &m.thresholds {
+                if !in_unit(t) {
+                    problems.push(format!("models[{i}].thresholds: `{t}` must be in [0, 1]"));
+                }
+            }
+            let mut thresholds = m.thresholds.clone();
+            thresholds.sort_by(f64::total_cmp);
+            thresholds.dedup();
             models.push(ModelSettings {
                 name: m.name.clone(),
                 classes: m.classes.clone(),
                 positive_class,
+                threshold: m.threshold,
+                thresholds,
             });
         }
         if models.len() > max_models {
@@ -640,6 +678,31 @@ mod tests {
             ),
             "{err}"
         );
+    }
+
+    #[test]
+    fn thresholds_are_checked() {
+        let err = load_toml("[[models]]\nname = \"a\"\nthreshold = 1.5\nthresholds = [0.2]\n")
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("models[0].threshold: `1.5` must be in [0, 1]"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("models[0].threshold: `a` needs exactly two configured classes"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("models[0].thresholds: `a` has no positive class"),
+            "{msg}"
+        );
+        let s = load_toml(
+            "[[models]]\nname = \"a\"\nclasses = [\"n\", \"y\"]\nthreshold = 0.4\nthresholds = [0.7, 0.3, 0.7]\n",
+        )
+        .unwrap();
+        assert_eq!(s.models[0].threshold, Some(0.4));
+        assert_eq!(s.models[0].thresholds, [0.3, 0.7]);
     }
 
     #[test]

@@ -135,6 +135,14 @@ pub struct RawModel {
     /// default: the second of two configured classes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub positive_class: Option<String>,
+    /// For a binary model that logs only scores: an event with scores and no prediction
+    /// is predicted positive when p(positive) >= threshold (extension E6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+    /// Extra thresholds at which the positive class's precision, recall and F1 are also
+    /// exported (extension E6).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub thresholds: Vec<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -283,6 +283,7 @@ mod tests {
                 unlabelled: 0,
                 calibration: &Default::default(),
                 ranking: None,
+                thresholds: (&[], &[]),
             },
             &crate::config::Settings::default().alerts,
         );

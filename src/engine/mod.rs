@@ -8,6 +8,7 @@ pub mod counts;
 pub mod estimate;
 pub mod ranking;
 pub mod stats;
+pub mod thresholds;
 pub mod window;
 
 use rustc_hash::FxHashMap;
@@ -57,9 +58,9 @@ pub struct Sample {
     pub loss: Option<f64>,
     /// The calibration terms, when the sample carried scores (extension E2).
     pub calibration: Option<Calibrated>,
-    /// The bin of the positive class's score and whether the sample is positive, when
-    /// the model has a positive class and the sample carried scores (extension E3).
-    pub ranking: Option<(u16, bool)>,
+    /// The positive class's score and whether the sample is positive, when the model
+    /// has a positive class and the sample carried scores (extensions E3, E6).
+    pub positive: Option<(f64, bool)>,
 }
 
 /// Totals over every sample since start (or the restored state).
@@ -80,6 +81,9 @@ struct Totals {
     calibration: Calibration,
     #[serde(default)]
     ranking: ranking::ScoreHistogram,
+    /// (tp, fp, fn) of the positive class at each of the model's extra thresholds.
+    #[serde(default)]
+    thresholds: Vec<[u64; 3]>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -96,6 +100,9 @@ pub struct ModelState {
     positive_name: Option<String>,
     #[serde(skip)]
     positive: Option<u32>,
+    /// Extra thresholds of the positive class (extension E6), as the counts were made.
+    #[serde(default)]
+    thresholds: Vec<f64>,
     configured: usize,
     totals: Totals,
     ring: Ring,
@@ -153,6 +160,8 @@ pub struct EngineSettings {
     pub configured: FxHashMap<String, Vec<String>>,
     /// Each model's positive class, where it has one (extension E3).
     pub positive: FxHashMap<String, String>,
+    /// Each model's extra thresholds, where it has some (extension E6).
+    pub thresholds: FxHashMap<String, Vec<f64>>,
 }
 
 impl EngineSettings {
@@ -163,6 +172,12 @@ impl EngineSettings {
             alerts: settings.alerts.clone(),
             max_models: settings.limits.max_models,
             max_classes: settings.limits.max_classes,
+            thresholds: settings
+                .models
+                .iter()
+                .filter(|m| !m.thresholds.is_empty())
+                .map(|m| (m.name.clone(), m.thresholds.clone()))
+                .collect(),
             positive: settings
                 .models
                 .iter()
@@ -231,6 +246,17 @@ impl Engine {
                 );
             }
             m.positive_name = settings.positive.get(&m.name).cloned();
+            let thresholds = settings
+                .thresholds
+                .get(&m.name)
+                .cloned()
+                .unwrap_or_default();
+            if m.thresholds != thresholds {
+                // Counts made at other thresholds mean nothing at these: start them afresh.
+                m.thresholds = thresholds;
+                m.totals.thresholds.clear();
+                m.ring.clear_thresholds();
+            }
             let stride = m.totals.cells.stride();
             m.totals.estimate.ensure(stride);
             m.ring.ensure_layout();
@@ -338,6 +364,7 @@ impl Engine {
             key_cache: Default::default(),
             positive_name: settings.positive.get(name).cloned(),
             positive: None,
+            thresholds: settings.thresholds.get(name).cloned().unwrap_or_default(),
             configured: configured.len(),
             totals: Totals {
                 cells: Dense::with_stride(stride),
@@ -396,10 +423,13 @@ impl Engine {
                 m.ring.record_calibration(bucket, c);
             }
         }
-        if let Some((bin, positive)) = s.ranking {
+        if let Some((score, positive)) = s.positive {
+            let bin = ranking::bin_of(score);
             m.totals.ranking.add(bin, positive, 1);
+            let hits = thresholds::hits(&m.thresholds, score, positive);
+            thresholds::add(&mut m.totals.thresholds, &hits, 1);
             if placement == Placement::InRing {
-                m.ring.record_ranking(bucket, bin, positive);
+                m.ring.record_ranking(bucket, bin, positive, &hits);
             }
         }
     }
@@ -581,6 +611,7 @@ impl Engine {
                     unlabelled: t.estimated,
                     calibration: &t.calibration,
                     ranking: positive.map(|p| (&t.ranking, p)),
+                    thresholds: (&m.thresholds, &t.thresholds),
                 }
             }
             ScopeId::Window(w) => {
@@ -600,6 +631,7 @@ impl Engine {
                     unlabelled: sums.estimated,
                     calibration: &window_calibration,
                     ranking: positive.map(|p| (&sums.ranking, p)),
+                    thresholds: (&m.thresholds, &sums.thresholds),
                 }
             }
         };

@@ -7,6 +7,7 @@ use super::calibration::{self, Calibration, CalibrationStats};
 use super::counts::{Dense, FloatDense};
 use super::estimate::{self, EstimatedStats};
 use super::ranking::{self, RankingStats, ScoreHistogram};
+use super::thresholds::{self as extra, ThresholdStats};
 use crate::config::AlertThresholds;
 
 /// Precision, recall and F1.
@@ -57,6 +58,8 @@ pub struct ModelStats {
     pub calibration: CalibrationStats,
     /// ROC AUC and PR AUC, for a model with a positive class (extension E3).
     pub ranking: Option<RankingStats>,
+    /// The positive class at each extra threshold (extension E6).
+    pub thresholds: Vec<ThresholdStats>,
 }
 
 /// The counts of one scope, borrowed from the engine.
@@ -80,6 +83,8 @@ pub struct Scope<'a> {
     pub calibration: &'a Calibration,
     /// The positive class's score histogram and index, for a model with one.
     pub ranking: Option<(&'a ScoreHistogram, u32)>,
+    /// The model's extra thresholds and their (tp, fp, fn) counts.
+    pub thresholds: (&'a [f64], &'a [[u64; 3]]),
 }
 
 fn ratio(num: f64, den: f64) -> f64 {
@@ -211,6 +216,7 @@ pub fn compute(scope: &Scope, thresholds: &AlertThresholds) -> ModelStats {
         ranking: scope
             .ranking
             .map(|(h, positive)| ranking::compute(h, positive)),
+        thresholds: extra::compute(scope.thresholds.0, scope.thresholds.1),
     };
     stats.alerts = alerts::evaluate(&stats, thresholds);
     stats
@@ -243,6 +249,7 @@ mod tests {
             unlabelled: 0,
             calibration: &Calibration::default(),
             ranking: None,
+            thresholds: (&[], &[]),
         };
         compute(&scope, &crate::config::Settings::default().alerts)
     }

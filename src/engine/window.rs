@@ -76,6 +76,9 @@ struct ClosedBucket {
     /// Score histogram of the positive class (extension E3).
     #[serde(default, skip_serializing_if = "SparseHistogram::is_empty")]
     ranking: SparseHistogram,
+    /// (tp, fp, fn) at each extra threshold (extension E6).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    thresholds: Vec<[u32; 3]>,
 }
 
 impl ClosedBucket {
@@ -105,6 +108,9 @@ pub struct WindowSums {
     /// Positive-class score histogram of the window's samples (extension E3).
     #[serde(default)]
     pub ranking: ScoreHistogram,
+    /// (tp, fp, fn) at each extra threshold (extension E6).
+    #[serde(default)]
+    pub thresholds: Vec<[u64; 3]>,
 }
 
 /// Where a recorded sample landed.
@@ -135,6 +141,8 @@ pub struct Ring {
     head_calibration: Calibration,
     #[serde(default)]
     head_ranking: SparseHistogram,
+    #[serde(default)]
+    head_thresholds: Vec<[u32; 3]>,
     /// Non-empty buckets older than the head and inside the span, oldest first.
     closed: VecDeque<ClosedBucket>,
     pub windows: Vec<WindowSums>,
@@ -154,6 +162,7 @@ impl Ring {
             head_estimated: 0,
             head_calibration: Calibration::default(),
             head_ranking: SparseHistogram::default(),
+            head_thresholds: Vec::new(),
             closed: VecDeque::new(),
             windows: lengths
                 .iter()
@@ -164,6 +173,7 @@ impl Ring {
                     estimate: FloatDense::with_stride(stride),
                     estimated: 0,
                     ranking: ScoreHistogram::default(),
+                    thresholds: Vec::new(),
                 })
                 .collect(),
         }
@@ -255,6 +265,7 @@ impl Ring {
                         estimate: BucketEstimate::default(),
                         calibration: None,
                         ranking: SparseHistogram::default(),
+                        thresholds: Vec::new(),
                     },
                 );
             }
@@ -303,6 +314,11 @@ impl Ring {
                     w.ranking.sub(bin, true, pos as u64);
                     w.ranking.sub(bin, false, neg as u64);
                 }
+                for (w, b) in w.thresholds.iter_mut().zip(&b.thresholds) {
+                    for i in 0..3 {
+                        w[i] -= b[i] as u64;
+                    }
+                }
             }
         }
         let oldest_kept = bucket - self.span as i64 + 1;
@@ -348,6 +364,7 @@ impl Ring {
             estimate,
             calibration: (calibration.samples > 0).then(|| Box::new(calibration)),
             ranking: std::mem::take(&mut self.head_ranking),
+            thresholds: std::mem::take(&mut self.head_thresholds),
         });
     }
 
@@ -393,6 +410,7 @@ impl Ring {
                         estimate: BucketEstimate::default(),
                         calibration: None,
                         ranking: SparseHistogram::default(),
+                        thresholds: Vec::new(),
                     },
                 );
             }
@@ -429,24 +447,41 @@ impl Ring {
 
     /// Adds the positive-class score bin of a sample that [`Ring::record`] placed in
     /// the ring, to its bucket and the windows that hold it.
-    pub fn record_ranking(&mut self, bucket: i64, bin: u16, positive: bool) {
+    /// `hits` are the sample's (tp, fp, fn) indicators at each extra threshold.
+    pub fn record_ranking(&mut self, bucket: i64, bin: u16, positive: bool, hits: &[[bool; 3]]) {
         let Some(head) = self.head.filter(|_| self.span > 0) else {
             return;
         };
         let age = head - bucket;
         if age == 0 {
             self.head_ranking.add(bin, positive);
+            super::thresholds::add(&mut self.head_thresholds, hits, 1);
         } else {
             let at = self.closed.partition_point(|b| b.index < bucket);
             match self.closed.get_mut(at).filter(|b| b.index == bucket) {
-                Some(b) => b.ranking.add(bin, positive),
+                Some(b) => {
+                    b.ranking.add(bin, positive);
+                    super::thresholds::add(&mut b.thresholds, hits, 1);
+                }
                 None => return,
             }
         }
         for w in &mut self.windows {
             if age < w.buckets as i64 {
                 w.ranking.add(bin, positive, 1);
+                super::thresholds::add(&mut w.thresholds, hits, 1);
             }
+        }
+    }
+
+    /// Forgets every count made at extra thresholds (they changed in the configuration).
+    pub fn clear_thresholds(&mut self) {
+        self.head_thresholds.clear();
+        for b in &mut self.closed {
+            b.thresholds.clear();
+        }
+        for w in &mut self.windows {
+            w.thresholds.clear();
         }
     }
 
@@ -612,7 +647,7 @@ mod tests {
         {
             let (bin, positive) = ((i * 37 % 11) as u16, i % 3 == 0);
             if ring.record(b, 0, 0, None) == Placement::InRing {
-                ring.record_ranking(b, bin, positive);
+                ring.record_ranking(b, bin, positive, &[[positive, !positive, false]]);
                 seen.push((b, bin, positive));
             }
             let head = ring.head().unwrap();
@@ -625,6 +660,9 @@ mod tests {
                 }
                 let got: Vec<_> = w.ranking.bins().collect();
                 assert_eq!(got, brute.bins().collect::<Vec<_>>(), "after {b}");
+                let (pos, neg) = brute.bins().fold((0, 0), |(p, n), b| (p + b.1, n + b.2));
+                let counts = w.thresholds.first().copied().unwrap_or_default();
+                assert_eq!(counts, [pos, neg, 0], "thresholds after {b}");
             }
         }
     }

@@ -72,6 +72,16 @@ pub struct Decoder {
     default_model: String,
     max_event_bytes: usize,
     configured_classes: FxHashMap<String, Vec<String>>,
+    /// Binary models with a `threshold` (extension E6): events with scores and no
+    /// prediction are predicted from the positive class's score.
+    thresholded: FxHashMap<String, Thresholded>,
+}
+
+#[derive(Debug, Clone)]
+struct Thresholded {
+    threshold: f64,
+    /// Index of the positive class among the model's two configured classes.
+    positive: usize,
 }
 
 impl Decoder {
@@ -93,6 +103,23 @@ impl Decoder {
                 .models
                 .iter()
                 .filter_map(|m| m.classes.clone().map(|c| (m.name.clone(), c)))
+                .collect(),
+            thresholded: settings
+                .models
+                .iter()
+                .filter_map(|m| {
+                    let classes = m.classes.as_ref()?;
+                    let positive = classes
+                        .iter()
+                        .position(|c| Some(c) == m.positive_class.as_ref())?;
+                    Some((
+                        m.name.clone(),
+                        Thresholded {
+                            threshold: m.threshold?,
+                            positive,
+                        },
+                    ))
+                })
                 .collect(),
         }
     }
@@ -130,7 +157,12 @@ impl Decoder {
     fn interpret<'a>(&self, c: &Captured<'a>) -> Result<Event<'a>, Rejection> {
         let present = |i: usize| c[i].filter(|raw| raw.get() != "null");
         let (raw_prediction, raw_label) = (present(PREDICTION), present(LABEL));
-        if raw_prediction.is_none() && raw_label.is_none() {
+        // Scores alone predict for a model with a threshold (extension E6).
+        let scores_only = raw_prediction.is_none()
+            && raw_label.is_none()
+            && present(SCORES).is_some()
+            && !self.thresholded.is_empty();
+        if raw_prediction.is_none() && raw_label.is_none() && !scores_only {
             return Err(Rejection::NoPredictionOrLabel);
         }
         let model = match present(MODEL) {
@@ -147,6 +179,14 @@ impl Decoder {
                 Some(None) => Err(Rejection::BadClass),
             }
         };
+        let thresholded = if self.thresholded.is_empty() {
+            None
+        } else {
+            self.thresholded.get(model.as_ref())
+        };
+        if scores_only && thresholded.is_none() {
+            return Err(Rejection::NoPredictionOrLabel);
+        }
         let prediction = class(raw_prediction)?;
         let label = class(raw_label)?;
         let timestamp_ns = match present(TIMESTAMP) {
@@ -161,7 +201,33 @@ impl Decoder {
             .map(Vec::as_slice);
         let scores = match present(SCORES) {
             None => None,
-            Some(raw) => Some(parse_scores(raw.get(), configured).ok_or(Rejection::BadScores)?),
+            Some(raw) => Some(match (thresholded, raw.get().as_bytes()[0]) {
+                // The bare probability of the positive class.
+                (Some(t), b'0'..=b'9' | b'-') => {
+                    let p: f64 =
+                        serde_json::from_str(raw.get()).map_err(|_| Rejection::BadScores)?;
+                    if !(p.is_finite() && (0.0..=1.0).contains(&p)) {
+                        return Err(Rejection::BadScores);
+                    }
+                    let mut ps = vec![1.0 - p; 2];
+                    ps[t.positive] = p;
+                    Scores::Array(ps)
+                }
+                _ => parse_scores(raw.get(), configured).ok_or(Rejection::BadScores)?,
+            }),
+        };
+        let prediction = match (prediction, thresholded, &scores) {
+            (None, Some(t), Some(scores)) => {
+                let classes = configured.expect("a threshold needs configured classes");
+                let p = scores.probability_of(&classes[t.positive], configured);
+                let predicted = if p >= t.threshold {
+                    t.positive
+                } else {
+                    1 - t.positive
+                };
+                Some(Cow::Owned(classes[predicted].clone()))
+            }
+            (prediction, _, _) => prediction,
         };
         let id = match present(ID).map(scalar_text) {
             Some(Some(Scalar::Text(s) | Scalar::Integer(s))) => Some(s),
@@ -848,6 +914,8 @@ mod tests {
                 name: "m".into(),
                 classes: Some(vec!["a".into(), "b".into()]),
                 positive_class: None,
+                threshold: None,
+                thresholds: Vec::new(),
             })
         });
         let e = d

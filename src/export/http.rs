@@ -625,6 +625,8 @@ mod tests {
             name: "m".into(),
             classes: Some(vec!["no".into(), "yes".into()]),
             positive_class: None,
+            threshold: None,
+            thresholds: vec![0.5, 0.25],
         });
         let settings = Settings::from_raw(raw).unwrap();
         let mut lines = Vec::new();
@@ -659,6 +661,19 @@ mod tests {
                 report["models"]["other"]["ranking"],
                 serde_json::Value::Null
             );
+            // E6: ascending thresholds, each with the report's numbers
+            let t = &report["models"]["m"]["thresholds"];
+            assert_eq!(t[0]["threshold"], 0.25);
+            for t in t.as_array().unwrap() {
+                let label = t["threshold"].as_f64().unwrap().to_string();
+                let key = |name: &str| {
+                    format!("predmon_threshold_{name}{{model=\"m\",window=\"{window}\",threshold=\"{label}\"}}")
+                };
+                assert_eq!(m[&key("f1")], t["f1"].as_f64().unwrap());
+                assert_eq!(m[&key("true_positives")], t["tp"].as_f64().unwrap());
+                let predicted = t["tp"].as_f64().unwrap() + t["fp"].as_f64().unwrap();
+                assert_eq!(m[&key("predicted")], predicted);
+            }
         }
         assert!(!text.contains("predmon_roc_auc{model=\"other\""));
     }

@@ -523,6 +523,7 @@ fn window_families(d: &ScrapeData, out: &mut Out) {
     estimated_families(d, out);
     calibration_families(d, out);
     ranking_families(d, out);
+    threshold_families(d, out);
     let mut alerts = out.family(
         "predmon_alert",
         "1 while the alert fires for the model, window and class.",
@@ -761,6 +762,63 @@ fn ranking_families(d: &ScrapeData, out: &mut Out) {
             for (window, s) in &m.scopes {
                 if let Some(v) = s.ranking.as_ref().and_then(value) {
                     f.gauge(&[("model", &m.name), ("window", window)], v);
+                }
+            }
+        }
+        f.done(out);
+    }
+}
+
+/// Extension E6: the positive class at each extra threshold, labelled `threshold`.
+fn threshold_families(d: &ScrapeData, out: &mut Out) {
+    use crate::engine::thresholds::ThresholdStats;
+    use MetricType::GAUGE;
+    let gauges: [GaugeSpec<ThresholdStats>; 6] = [
+        (
+            "predmon_threshold_precision",
+            "Precision of the positive class when predicted at p >= threshold.",
+            |t| t.prf.precision,
+        ),
+        (
+            "predmon_threshold_recall",
+            "Recall of the positive class when predicted at p >= threshold.",
+            |t| t.prf.recall,
+        ),
+        (
+            "predmon_threshold_f1",
+            "F1 of the positive class when predicted at p >= threshold.",
+            |t| t.prf.f1,
+        ),
+        (
+            "predmon_threshold_true_positives",
+            "Positives with p >= threshold (additive).",
+            |t| t.tp as f64,
+        ),
+        (
+            "predmon_threshold_predicted",
+            "Samples with p >= threshold (additive).",
+            |t| (t.tp + t.fp) as f64,
+        ),
+        (
+            "predmon_threshold_support",
+            "Positive samples with scores (additive).",
+            |t| (t.tp + t.fn_) as f64,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        let mut f = out.family(name, help, GAUGE);
+        for m in &d.models {
+            for (window, s) in &m.scopes {
+                for t in &s.thresholds {
+                    let label = t.threshold.to_string();
+                    f.gauge(
+                        &[
+                            ("model", &m.name),
+                            ("window", window),
+                            ("threshold", &label),
+                        ],
+                        value(t),
+                    );
                 }
             }
         }
