@@ -12,7 +12,7 @@
 //! ```
 //!
 //! and the estimated figures are the contract's Section 2 definitions applied to E.
-//! With calibrated scores, E[a][p] is an unbiased estimate of the counts the labels
+//! With calibrated scores, `E[a][p]` is an unbiased estimate of the counts the labels
 //! will bring. With no unlabelled prediction in scope, the estimate equals the realised
 //! value.
 
