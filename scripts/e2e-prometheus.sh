@@ -155,6 +155,12 @@ bucket = "10s"
 path = "$TMP/state.json"
 interval = "1s"
 
+# the generator's binary model: ROC/PR AUC and the extra-threshold panels need a positive class
+[[models]]
+name = "fraud-v3"
+positive_class = "fraud"
+thresholds = [0.3, 0.7]
+
 [[sources]]
 type = "generate"
 name = "generate"
