@@ -139,8 +139,19 @@ impl Decoder {
             return Err(Rejection::TooLarge);
         }
         let text = std::str::from_utf8(line).map_err(|_| Rejection::InvalidUtf8)?;
-        let mut captured: Captured<'a> = [None; FIELDS];
         let mut de = serde_json::Deserializer::from_str(text);
+        if !text
+            .trim_start_matches([' ', '\t', '\r', '\n'])
+            .starts_with('{')
+        {
+            // Not an object, if JSON at all: checked without converting anything, so
+            // that a number beyond f64 (`1e400`) is valid JSON here as everywhere else.
+            <IgnoredAny as de::Deserialize>::deserialize(&mut de)
+                .map_err(|_| Rejection::InvalidJson)?;
+            de.end().map_err(|_| Rejection::InvalidJson)?;
+            return Err(Rejection::NotAnObject);
+        }
+        let mut captured: Captured<'a> = [None; FIELDS];
         let is_object = RootSeed {
             trie: &self.trie,
             out: &mut captured,
@@ -403,7 +414,8 @@ fn parse_decimal_nanos(text: &str, per_unit: i64) -> Option<i64> {
         if scale == 0 {
             break;
         }
-        nanos += (d - b'0') as i128 * scale;
+        // Checked: a whole part near i128::MAX / per_unit would overflow here.
+        nanos = nanos.checked_add((d - b'0') as i128 * scale)?;
     }
     let nanos = if negative { -nanos } else { nanos };
     i64::try_from(nanos).ok()
