@@ -288,6 +288,7 @@ async fn engine_loop(
     let mut snapshot_timer =
         tokio::time::interval_at(tokio::time::Instant::now() + snapshot_every, snapshot_every);
     let mut grace: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+    let mut failures = FailureLog::default();
     loop {
         tokio::select! {
             biased;
@@ -309,29 +310,52 @@ async fn engine_loop(
                 shared.lock().expect("engine lock poisoned").pipeline.tick(crate::now_ns());
             }
             _ = snapshot_timer.tick(), if state_settings.is_some() => {
-                snapshot(&shared, state_settings.as_ref().expect("checked"));
+                snapshot(&shared, state_settings.as_ref().expect("checked"), &mut failures);
             }
         }
     }
     if let Some(st) = &state_settings {
-        snapshot(&shared, st);
+        snapshot(&shared, st, &mut failures);
     }
     Ok(())
 }
 
+/// How often failed snapshots are logged while they keep failing.
+const SNAPSHOT_FAILURE_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Snapshot failures come every interval while a disk is full: the first of a run of
+/// failures is logged, then at most one a minute, and the recovery once.
+#[derive(Default)]
+struct FailureLog {
+    /// Failures since the last success, and when one was last logged.
+    failing: u64,
+    logged_at: Option<std::time::Instant>,
+}
+
 /// Captures under the lock, writes outside it. A failed write is counted and logged;
 /// ingestion goes on and the previous snapshot stays valid.
-fn snapshot(shared: &Mutex<Shared>, st: &crate::config::StateSettings) {
+fn snapshot(shared: &Mutex<Shared>, st: &crate::config::StateSettings, log: &mut FailureLog) {
     let bytes = state::capture(&shared.lock().expect("engine lock poisoned"));
     let result = state::write(&st.path, &bytes);
     let mut s = shared.lock().expect("engine lock poisoned");
     match result {
-        Ok(()) => s.snapshot_last_success = Some(crate::now_ns() as f64 / 1e9),
+        Ok(()) => {
+            s.snapshot_last_success = Some(crate::now_ns() as f64 / 1e9);
+            if log.failing > 0 {
+                tracing::info!(path = %st.path.display(), failed = log.failing, "state snapshots succeed again");
+            }
+            *log = FailureLog::default();
+        }
         Err(e) => {
             s.snapshot_failures += 1;
-            // Snapshots run every few seconds: log the first failure and then every 60th.
-            if s.snapshot_failures % 60 == 1 {
-                tracing::error!(error = %e, failures = s.snapshot_failures, "state snapshot failed; the previous snapshot stays valid");
+            log.failing += 1;
+            let due = log
+                .logged_at
+                .is_none_or(|at| at.elapsed() >= SNAPSHOT_FAILURE_LOG_EVERY);
+            if due {
+                log.logged_at = Some(std::time::Instant::now());
+                tracing::error!(error = %e, failing = log.failing, failures_total = s.snapshot_failures,
+                    "state snapshot failed; ingestion goes on and the previous snapshot stays valid (logged at most once a minute)");
             }
         }
     }

@@ -87,11 +87,15 @@ pub fn write(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
         source,
     };
     let tmp = path.with_extension("tmp");
-    let mut f = File::create(&tmp).map_err(err)?;
-    f.write_all(bytes).map_err(err)?;
-    f.sync_all().map_err(err)?;
-    drop(f);
-    fs::rename(&tmp, path).map_err(err)?;
+    let written = File::create(&tmp).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_all()
+    });
+    if let Err(e) = written.and_then(|()| fs::rename(&tmp, path)) {
+        // On a full disk, a half-written temporary file would keep the space taken.
+        let _ = fs::remove_file(&tmp);
+        return Err(err(e));
+    }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         if let Ok(d) = File::open(dir) {
             let _ = d.sync_all();
@@ -113,11 +117,18 @@ pub fn restore(path: &Path, shared: &mut Shared) -> Result<bool, StateError> {
             })
         }
     };
+    restore_bytes(path, &bytes, shared)?;
+    Ok(true)
+}
+
+/// [`restore`] from bytes already read; `path` only names them in errors. On error
+/// `shared` is unchanged.
+pub fn restore_bytes(path: &Path, bytes: &[u8], shared: &mut Shared) -> Result<(), StateError> {
     let corrupt = |why: String| StateError::Corrupt {
         path: path.to_path_buf(),
         why,
     };
-    let header: Header = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    let header: Header = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
     if header.format != FORMAT_NAME {
         return Err(corrupt(format!(
             "format is `{}`, not {FORMAT_NAME}",
@@ -130,7 +141,7 @@ pub fn restore(path: &Path, shared: &mut Shared) -> Result<bool, StateError> {
             found: header.version,
         });
     }
-    let snapshot: Snapshot = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    let snapshot: Snapshot = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
     let mismatch = |why: String| StateError::Mismatch {
         path: path.to_path_buf(),
         why,
@@ -170,12 +181,20 @@ pub fn restore(path: &Path, shared: &mut Shared) -> Result<bool, StateError> {
         }
     }
     shared.positions = snapshot.positions;
-    Ok(true)
+    Ok(())
 }
 
 /// Moves an unreadable snapshot aside (never deletes it) and returns where it went.
 pub fn set_aside(path: &Path) -> std::io::Result<PathBuf> {
-    let aside = path.with_extension(format!("unreadable-{}", crate::now_ns() / 1_000_000_000));
+    let stamp = crate::now_ns() / 1_000_000_000;
+    // Never over an earlier one set aside within the same second.
+    let aside = (0..)
+        .map(|n| match n {
+            0 => path.with_extension(format!("unreadable-{stamp}")),
+            n => path.with_extension(format!("unreadable-{stamp}-{n}")),
+        })
+        .find(|p| !p.exists())
+        .expect("some name is free");
     fs::rename(path, &aside)?;
     Ok(aside)
 }

@@ -442,6 +442,12 @@ impl Settings {
                     problems.push(e);
                     Duration::from_secs(10)
                 });
+                if interval.is_zero() {
+                    problems.push(format!(
+                        "state.interval: `{}` must be longer than 0s",
+                        s.interval
+                    ));
+                }
                 if s.path.as_os_str().is_empty() {
                     problems.push("state.path: must not be empty".into());
                 }
@@ -726,6 +732,22 @@ mod tests {
         assert!(
             msg.contains("models[1].name: `m` is configured twice"),
             "{msg}"
+        );
+    }
+
+    #[test]
+    fn a_zero_state_interval_is_refused() {
+        // tokio's interval panics on a zero period: caught here, with the key named.
+        let mut raw = RawConfig::default();
+        raw.state = Some(raw::RawState {
+            path: "state.json".into(),
+            interval: "0s".into(),
+        });
+        let e = Settings::from_raw(raw).unwrap_err();
+        assert!(
+            e.iter()
+                .any(|p| p == "state.interval: `0s` must be longer than 0s"),
+            "{e:?}"
         );
     }
 }
