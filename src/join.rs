@@ -4,7 +4,9 @@
 //!
 //! Layout: entries live in a deque in arrival order (a completed entry leaves a hole,
 //! compacted away when holes outnumber live entries); a `hashbrown::HashTable` maps
-//! the key to the entry's sequence number. One allocation per entry (the id).
+//! the key to the entry's sequence number. One allocation per entry (the id), plus the
+//! scores it holds. [`Join::bytes`] estimates what the pending halves take, so that the
+//! daemon can bound it whatever the halves carry (ids and scores up to a line each).
 
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hash, Hasher};
@@ -39,7 +41,27 @@ fn is_no_estimate(t: &EstimateTag) -> bool {
     !t.is_some()
 }
 
+/// What the allocator takes for `len` bytes on the heap (glibc: an 8-byte header, 16-byte
+/// granules, 32 bytes at least); 0 for nothing.
+fn heap(len: usize) -> usize {
+    if len == 0 {
+        0
+    } else {
+        (len + 8).max(32).next_multiple_of(16)
+    }
+}
+
 impl Pending {
+    /// Estimated memory of this half while pending: its slot in the deque and the hash
+    /// table, its id, and the scores it holds.
+    pub fn footprint(&self) -> usize {
+        let scores = self.scores.as_ref().map_or(0, |s| heap(s.packed_len()));
+        std::mem::size_of::<Option<Pending>>()
+            + 2 * std::mem::size_of::<u64>()
+            + heap(self.id.len())
+            + scores
+    }
+
     pub fn new(
         model: u32,
         id: &str,
@@ -73,6 +95,8 @@ pub struct Join {
     live: usize,
     /// Pending halves per model, indexed [model][side].
     pending: Vec<[u64; 2]>,
+    /// The sum of the live entries' [`Pending::footprint`].
+    bytes: usize,
 }
 
 impl Clone for Join {
@@ -91,6 +115,11 @@ fn key_hash(model: u32, id: &str) -> u64 {
 impl Join {
     pub fn len(&self) -> usize {
         self.live
+    }
+
+    /// Estimated memory of the pending halves (see [`Pending::footprint`]).
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     pub fn is_empty(&self) -> bool {
@@ -141,6 +170,7 @@ impl Join {
             self.pending.resize(model + 1, [0; 2]);
         }
         self.pending[model][half.side as usize] += 1;
+        self.bytes += half.footprint();
         let seq = self.base + self.entries.len() as u64;
         let hash = half.hash;
         self.entries.push_back(Some(half));
@@ -159,6 +189,7 @@ impl Join {
             .take()
             .expect("live entry");
         self.pending[half.model as usize][half.side as usize] -= 1;
+        self.bytes -= half.footprint();
         self.live -= 1;
         self.trim_front();
         if self.entries.len() > 1024 && self.entries.len() > 2 * self.live {
@@ -266,6 +297,10 @@ mod tests {
         assert_eq!(j.pending_side(0, "4998"), Some(Side::Prediction));
         let restored = Join::from(j.to_vec());
         assert_eq!(restored.len(), 714);
+        let footprints: usize = j.to_vec().iter().map(Pending::footprint).sum();
+        assert_eq!((j.bytes(), restored.bytes()), (footprints, footprints));
+        while j.pop_oldest().is_some() {}
+        assert_eq!(j.bytes(), 0);
         assert_eq!(restored.pending_side(0, "14"), Some(Side::Prediction));
     }
 }

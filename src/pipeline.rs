@@ -41,7 +41,56 @@ pub struct Pipeline {
     mode: Mode,
     window_by: WindowBy,
     max_pending: usize,
+    max_pending_bytes: usize,
     ttl_ns: i64,
+    log: RejectionLog,
+}
+
+/// How often each rejection reason may be logged: rejections are per event, and a
+/// flood of them (a producer gone wrong, a model or class explosion) must not become
+/// a flood of log lines. The counters count every one.
+pub const REJECTION_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+/// Longest excerpt of a line, model, class or id quoted in a log line.
+const EXCERPT_BYTES: usize = 80;
+
+/// When each reason was last logged, and how many went unlogged since.
+#[derive(Debug, Default)]
+struct RejectionLog {
+    last: [Option<std::time::Instant>; Rejection::ALL.len()],
+    suppressed: [u64; Rejection::ALL.len()],
+    /// When a full join was last logged, and the halves it expired since.
+    capacity_logged: Option<std::time::Instant>,
+    capacity_expired: u64,
+}
+
+impl RejectionLog {
+    /// Whether `why` may be logged now; if so, how many were not logged before it.
+    fn due(&mut self, why: Rejection) -> Option<u64> {
+        let now = std::time::Instant::now();
+        let i = why.index();
+        match self.last[i] {
+            Some(at) if now.duration_since(at) < REJECTION_LOG_EVERY => {
+                self.suppressed[i] += 1;
+                None
+            }
+            _ => {
+                self.last[i] = Some(now);
+                Some(std::mem::take(&mut self.suppressed[i]))
+            }
+        }
+    }
+}
+
+/// `text` cut to [`EXCERPT_BYTES`] at a character boundary, saying how long it was.
+pub fn excerpt(text: &str) -> String {
+    if text.len() <= EXCERPT_BYTES {
+        return text.to_string();
+    }
+    let mut end = EXCERPT_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} bytes)", &text[..end], text.len())
 }
 
 impl Pipeline {
@@ -70,7 +119,37 @@ impl Pipeline {
                 Mode::Report => usize::MAX,
                 Mode::Daemon => settings.join.max_pending,
             },
+            max_pending_bytes: match mode {
+                Mode::Report => usize::MAX,
+                Mode::Daemon => settings.join.max_pending_bytes,
+            },
             ttl_ns: settings.join.ttl.as_nanos().min(i64::MAX as u128) as i64,
+            log: RejectionLog::default(),
+        }
+    }
+
+    /// Logs a rejection, at most once per reason per [`REJECTION_LOG_EVERY`], in the
+    /// daemon only (`report` prints its counts). `what` names the offending value.
+    fn log_rejection(&mut self, source: usize, why: Rejection, what: impl FnOnce() -> String) {
+        if self.mode != Mode::Daemon {
+            return;
+        }
+        let Some(suppressed) = self.log.due(why) else {
+            return;
+        };
+        let source = &self.sources[source].name;
+        let what = what();
+        let limits = self.engine.settings();
+        match why {
+            Rejection::ModelLimit | Rejection::ClassLimit => tracing::warn!(
+                source = %source, reason = why.code(), suppressed,
+                max_models = limits.max_models, max_classes = limits.max_classes,
+                "event rejected over a cardinality limit: {what}; counted in predmon_events_rejected_total, logged at most once a minute per reason"
+            ),
+            _ => tracing::warn!(
+                source = %source, reason = why.code(), suppressed,
+                "event rejected: {what}; counted in predmon_events_rejected_total, logged at most once a minute per reason"
+            ),
         }
     }
 
@@ -79,14 +158,23 @@ impl Pipeline {
         let c = &mut self.sources[source];
         c.read += 1;
         c.rejected[why.index()] += 1;
+        let max = self.decoder.max_event_bytes();
+        self.log_rejection(source, why, || {
+            format!("a line over limits.max_event_bytes ({max} bytes) was skipped")
+        });
     }
 
     /// Feeds one line (without its terminator). `now_ns` is the arrival time.
     pub fn ingest(&mut self, source: usize, line: &[u8], now_ns: i64) -> Result<(), Rejection> {
-        let outcome = self
-            .decoder
-            .decode(line)
-            .and_then(|e| self.apply(e, now_ns));
+        let outcome = match self.decoder.decode(line) {
+            Ok(e) => self.apply(source, e, now_ns),
+            Err(why) => {
+                self.log_rejection(source, why, || {
+                    format!("line {:?}", excerpt(&String::from_utf8_lossy(line)))
+                });
+                Err(why)
+            }
+        };
         self.sources[source].read += 1;
         if let Err(why) = outcome {
             self.sources[source].rejected[why.index()] += 1;
@@ -94,7 +182,7 @@ impl Pipeline {
         outcome
     }
 
-    fn apply(&mut self, e: Event<'_>, now_ns: i64) -> Result<(), Rejection> {
+    fn apply(&mut self, source: usize, e: Event<'_>, now_ns: i64) -> Result<(), Rejection> {
         let mut time_ns = e.timestamp_ns.unwrap_or(now_ns);
         if self.mode == Mode::Daemon {
             time_ns = time_ns.min(now_ns);
@@ -111,13 +199,37 @@ impl Pipeline {
                     e.id.as_deref()
                         .expect("the decoder requires an id on halves");
                 if self.join.pending_side(model, id) == Some(side) {
+                    self.log_rejection(source, Rejection::DuplicateId, || {
+                        format!(
+                            "model {:?}, id {:?}: a {} is already pending",
+                            excerpt(&e.model),
+                            excerpt(id),
+                            side.label()
+                        )
+                    });
                     return Err(Rejection::DuplicateId);
                 }
             }
         }
-        let (model, [predicted, actual]) = self
-            .engine
-            .admit(&e.model, [e.prediction.as_deref(), e.label.as_deref()])?;
+        let classes = [e.prediction.as_deref(), e.label.as_deref()];
+        let (model, [predicted, actual]) = match self.engine.admit(&e.model, classes) {
+            Ok(admitted) => admitted,
+            Err(why) => {
+                self.log_rejection(source, why, || match why {
+                    Rejection::ModelLimit => format!("new model {:?}", excerpt(&e.model)),
+                    _ => format!(
+                        "model {:?}, classes {:?}",
+                        excerpt(&e.model),
+                        classes
+                            .iter()
+                            .flatten()
+                            .map(|c| excerpt(c))
+                            .collect::<Vec<_>>()
+                    ),
+                });
+                return Err(why);
+            }
+        };
         let classes = self.decoder.classes_of(&e.model);
         let Some(side) = half_side else {
             let facts = e
@@ -175,8 +287,8 @@ impl Pipeline {
                 };
             }
             self.join.hold(half);
-            if self.join.len() > self.max_pending {
-                self.expire_oldest();
+            if self.join.len() > self.max_pending || self.join.bytes() > self.max_pending_bytes {
+                self.over_capacity();
             }
             return Ok(());
         };
@@ -227,6 +339,31 @@ impl Pipeline {
     fn expire_oldest(&mut self) {
         if let Some(old) = self.join.pop_oldest() {
             self.engine.count_expired(old.model, old.side);
+        }
+    }
+
+    /// The join holds more than `join.max_pending` halves or `join.max_pending_bytes`:
+    /// the oldest expire (counted) until it fits, and that is logged once a minute.
+    fn over_capacity(&mut self) {
+        let mut expired = 0u64;
+        while self.join.len() > self.max_pending || self.join.bytes() > self.max_pending_bytes {
+            self.expire_oldest();
+            expired += 1;
+        }
+        self.log.capacity_expired += expired;
+        let now = std::time::Instant::now();
+        if self
+            .log
+            .capacity_logged
+            .is_none_or(|at| now.duration_since(at) >= REJECTION_LOG_EVERY)
+        {
+            self.log.capacity_logged = Some(now);
+            tracing::warn!(
+                pending = self.join.len(), pending_bytes = self.join.bytes(),
+                max_pending = self.max_pending, max_pending_bytes = self.max_pending_bytes,
+                expired = std::mem::take(&mut self.log.capacity_expired),
+                "the join is full: the oldest pending halves expire early (predmon_join_expired_total); logged at most once a minute"
+            );
         }
     }
 
@@ -358,5 +495,54 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p.engine.watermark_ns(), Some(now));
+    }
+
+    #[test]
+    fn pending_halves_are_bounded_in_bytes_as_well_as_in_number() {
+        let mut p = daemon(|r| r.join.max_pending_bytes = 64 << 10);
+        let id = "i".repeat(1000);
+        for n in 0..500 {
+            let line = format!(r#"{{"id":"{id}-{n}","prediction":"a"}}"#);
+            assert_eq!(p.ingest(0, line.as_bytes(), 1), Ok(()));
+            assert!(
+                p.join.bytes() <= 64 << 10,
+                "{} bytes pending",
+                p.join.bytes()
+            );
+        }
+        let expired = p.engine.model(0).join_expired[0];
+        assert!(
+            p.join.len() > 30 && expired > 400,
+            "{} {expired}",
+            p.join.len()
+        );
+        assert_eq!(p.join.len() as u64 + expired, 500);
+        // The newest are the ones kept: the last id still joins.
+        let line = format!(r#"{{"id":"{id}-499","label":"a"}}"#);
+        assert_eq!(p.ingest(0, line.as_bytes(), 2), Ok(()));
+        assert_eq!(p.engine.model(0).samples(), 1);
+    }
+
+    #[test]
+    fn a_report_holds_every_half() {
+        let mut raw = RawConfig::default();
+        raw.join.max_pending = 2;
+        raw.join.max_pending_bytes = 1;
+        let s = Settings::from_raw(raw).unwrap();
+        let mut p = Pipeline::new(&s, Mode::Report, None, &["t"]);
+        for n in 0..10 {
+            let line = format!(r#"{{"id":{n},"prediction":"a"}}"#);
+            assert_eq!(p.ingest(0, line.as_bytes(), 1), Ok(()));
+        }
+        assert_eq!(p.join.len(), 10);
+    }
+
+    #[test]
+    fn excerpts_are_cut_at_a_character_boundary() {
+        assert_eq!(excerpt("short"), "short");
+        let long = "\u{e9}".repeat(100);
+        let e = excerpt(&long);
+        assert!(e.ends_with("... (200 bytes)"), "{e}");
+        assert!(e.len() < 100);
     }
 }

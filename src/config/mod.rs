@@ -70,6 +70,7 @@ pub struct MetricsSettings {
 pub struct JoinSettings {
     pub ttl: Duration,
     pub max_pending: usize,
+    pub max_pending_bytes: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -305,6 +306,11 @@ impl Settings {
             }
         };
         let max_pending = positive(&mut problems, "join.max_pending", raw.join.max_pending);
+        let max_pending_bytes = positive(
+            &mut problems,
+            "join.max_pending_bytes",
+            raw.join.max_pending_bytes,
+        );
         let max_event_bytes = positive(
             &mut problems,
             "limits.max_event_bytes",
@@ -487,7 +493,11 @@ impl Settings {
                 bucket,
                 window_by,
             },
-            join: JoinSettings { ttl, max_pending },
+            join: JoinSettings {
+                ttl,
+                max_pending,
+                max_pending_bytes,
+            },
             limits: Limits {
                 max_event_bytes,
                 max_classes,
@@ -577,6 +587,7 @@ mod tests {
         assert_eq!(s.metrics.bucket, Duration::from_secs(10));
         assert_eq!(s.join.ttl, Duration::from_secs(3600));
         assert_eq!(s.join.max_pending, 1_000_000);
+        assert_eq!(s.join.max_pending_bytes, 256 << 20);
         assert_eq!(s.limits.max_event_bytes, 1_048_576);
         assert_eq!((s.limits.max_classes, s.limits.max_models), (100, 100));
         assert_eq!(s.alerts.min_support, 30);

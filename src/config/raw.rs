@@ -72,6 +72,9 @@ impl Default for RawMetrics {
 pub struct RawJoin {
     pub ttl: String,
     pub max_pending: i64,
+    /// Estimated memory of the pending halves (ids and held scores included) beyond
+    /// which the oldest expires first, like `max_pending`: a bound whatever the halves carry.
+    pub max_pending_bytes: i64,
 }
 
 impl Default for RawJoin {
@@ -79,6 +82,7 @@ impl Default for RawJoin {
         RawJoin {
             ttl: "1h".into(),
             max_pending: 1_000_000,
+            max_pending_bytes: 256 << 20,
         }
     }
 }

@@ -122,6 +122,11 @@ impl OwnedScores {
         OwnedScores(buf.into_boxed_slice())
     }
 
+    /// The size of the packed pairs on the heap.
+    pub fn packed_len(&self) -> usize {
+        self.0.len()
+    }
+
     /// The (class, p) pairs in their original order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, f64)> + '_ {
         self.raw_pairs()
