@@ -222,6 +222,58 @@ pub fn model_json(model: &ModelState, stats: &ModelStats, pending: [u64; 2]) -> 
 
 /// The whole report object for one scope: window, events, models.
 pub fn scope_json(pipeline: &mut Pipeline, scope: ScopeId) -> Value {
+    let (window, events) = scope_head(pipeline, scope);
+    let mut models = Map::new();
+    for m in 0..pipeline.engine.models().len() as u32 {
+        let name = pipeline.engine.model(m).name.clone();
+        models.insert(name, model_value(pipeline, m, scope));
+    }
+    json!({
+        "window": window,
+        "events": events,
+        "models": models,
+    })
+}
+
+/// Writes [`scope_json`] as JSON text, byte for byte, building one model's object at a
+/// time: at the limits (100 models, 100 classes) the whole object takes several times
+/// the memory of its text.
+pub fn write_scope_json(pipeline: &mut Pipeline, scope: ScopeId, out: &mut Vec<u8>) {
+    let (window, events) = scope_head(pipeline, scope);
+    // Keys in serde_json's Map order (sorted), as `scope_json` serializes them.
+    let mut order: Vec<u32> = (0..pipeline.engine.models().len() as u32).collect();
+    order.sort_by(|&a, &b| {
+        let e = &pipeline.engine;
+        e.model(a).name.cmp(&e.model(b).name)
+    });
+    out.extend_from_slice(b"{\"events\":");
+    serde_json::to_writer(&mut *out, &events).expect("json");
+    out.extend_from_slice(b",\"models\":{");
+    for (i, &m) in order.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut *out, &pipeline.engine.model(m).name).expect("json");
+        out.push(b':');
+        let model = model_value(pipeline, m, scope);
+        serde_json::to_writer(&mut *out, &model).expect("json");
+    }
+    out.extend_from_slice(b"},\"window\":");
+    serde_json::to_writer(&mut *out, &window).expect("json");
+    out.push(b'}');
+}
+
+fn model_value(pipeline: &mut Pipeline, m: u32, scope: ScopeId) -> Value {
+    let stats = pipeline.engine.model_stats(m, scope);
+    model_json(
+        pipeline.engine.model(m),
+        &stats,
+        pipeline.join.pending_of(m),
+    )
+}
+
+/// The `window` and `events` objects of a scope.
+fn scope_head(pipeline: &Pipeline, scope: ScopeId) -> (Value, Value) {
     let window = match scope {
         ScopeId::All => Value::Null,
         ScopeId::Window(w) => {
@@ -255,20 +307,9 @@ pub fn scope_json(pipeline: &mut Pipeline, scope: ScopeId) -> Value {
             reasons.insert(r.code().to_string(), json!(rejected[r.index()]));
         }
     }
-    let mut models = Map::new();
-    for m in 0..pipeline.engine.models().len() as u32 {
-        let stats = pipeline.engine.model_stats(m, scope);
-        let state = pipeline.engine.model(m);
-        models.insert(
-            state.name.clone(),
-            model_json(state, &stats, pipeline.join.pending_of(m)),
-        );
-    }
-    json!({
-        "window": window,
-        "events": {"read": read, "accepted": read - rejected.iter().sum::<u64>(), "rejected": reasons},
-        "models": models,
-    })
+    let events =
+        json!({"read": read, "accepted": read - rejected.iter().sum::<u64>(), "rejected": reasons});
+    (window, events)
 }
 
 /// One alert in a sentence an on-call person understands.

@@ -33,6 +33,10 @@ pub struct HttpState {
     pub collector: EngineCollector,
     pub registry: prometheus::Registry,
     pub telemetry_path: String,
+    /// Held while rendering `/metrics`, `/api/v1/models` or the page: at the limits
+    /// (100 models, 100 classes, every confusion cell seen) one render takes hundreds of
+    /// MB for a moment, so concurrent scrapes take turns instead of adding up.
+    pub renders: Mutex<()>,
 }
 
 impl HttpState {
@@ -47,6 +51,7 @@ impl HttpState {
             statuses,
             registry: base_registry(),
             telemetry_path,
+            renders: Mutex::new(()),
         }
     }
 }
@@ -84,6 +89,9 @@ pub fn route(
             .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
         return r;
     }
+    let heavy = path == state.telemetry_path || path == "/api/v1/models" || path == "/";
+    // A poisoned lock only means another render panicked; rendering is still safe.
+    let _turn = heavy.then(|| state.renders.lock().unwrap_or_else(|e| e.into_inner()));
     let mut r = match path {
         p if p == state.telemetry_path => match render(&state.collector, &state.registry) {
             Ok(text) => response(
@@ -125,7 +133,7 @@ pub fn route(
             }
         }
         "/api/v1/models" => {
-            let body = serde_json::to_vec(&api::models_json(&state.shared)).expect("json");
+            let body = api::models_json_bytes(&state.shared);
             response(StatusCode::OK, "application/json", body)
         }
         "/" => {
@@ -146,10 +154,29 @@ pub fn route(
             format!("not found: {path}; try / or {}\n", state.telemetry_path),
         ),
     };
+    if heavy {
+        release_freed_memory();
+    }
     if method == Method::HEAD {
         *r.body_mut() = Full::new(Bytes::new());
     }
     r
+}
+
+/// Gives the memory a render freed back to the OS. glibc keeps freed memory in per-thread
+/// arenas, and renders run on whichever blocking thread is free: without this, renders
+/// taking turns on different threads would still add up in RSS, one arena each.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> std::ffi::c_int;
+        }
+        // SAFETY: malloc_trim takes no pointer and only returns free pages to the OS.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
 }
 
 /// How the server protects itself: the web configuration and the limits on clients.
