@@ -47,7 +47,7 @@ stage "cargo build --release" cargo build --release --locked
 stage "cargo test" cargo test --release --locked
 
 if [ -z "${QUICK:-}" ]; then
-    for extra in scripts/check-deploy.sh scripts/e2e-prometheus.sh scripts/e2e-browser.sh scripts/fuzz.sh; do
+    for extra in scripts/check-deploy.sh scripts/e2e-prometheus.sh scripts/e2e-browser.sh scripts/reliability.sh scripts/fuzz.sh; do
         [ -f "$extra" ] && stage "$extra" bash "$extra"
     done
 fi
