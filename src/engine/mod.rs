@@ -19,7 +19,7 @@ use crate::event::{Rejection, Side};
 use calibration::{Calibrated, Calibration, ScoreFacts};
 use counts::{Dense, FloatDense, Sum};
 use estimate::{EstimateTag, OUTSIDE_RING};
-use stats::{ModelStats, Scope};
+use stats::{ModelStats, Scope, ScopeCounts};
 use window::{Placement, Ring};
 
 /// Upper bounds (seconds) of the label-delay histogram buckets.
@@ -577,6 +577,22 @@ impl Engine {
 
     /// Computes every Section 2 figure and the alerts for one model and scope.
     pub fn model_stats(&mut self, model: u32, scope: ScopeId) -> ModelStats {
+        let alerts = self.settings.as_ref().expect("settings").alerts.clone();
+        self.with_scope(model, scope, |view| stats::compute(view, &alerts))
+    }
+
+    /// Copies one model's counts in one scope, for [`ScopeCounts::compute`] outside the
+    /// engine lock.
+    pub fn scope_counts(&mut self, model: u32, scope: ScopeId) -> ScopeCounts {
+        self.with_scope(model, scope, |view| view.to_counts())
+    }
+
+    /// The alert thresholds [`ScopeCounts::compute`] needs.
+    pub fn alert_thresholds(&self) -> &AlertThresholds {
+        &self.settings.as_ref().expect("settings").alerts
+    }
+
+    fn with_scope<R>(&mut self, model: u32, scope: ScopeId, f: impl FnOnce(&Scope) -> R) -> R {
         let settings = self.settings.as_ref().expect("settings");
         let bucket_secs = settings.bucket_ns as f64 / 1e9;
         let m = &mut self.models[model as usize];
@@ -635,7 +651,7 @@ impl Engine {
                 }
             }
         };
-        stats::compute(&view, &settings.alerts)
+        f(&view)
     }
 
     /// The scope of each configured window label, in configuration order.

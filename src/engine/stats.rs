@@ -87,6 +87,72 @@ pub struct Scope<'a> {
     pub thresholds: (&'a [f64], &'a [[u64; 3]]),
 }
 
+/// A [`Scope`]'s counts copied out of the engine, so that a scrape can compute its
+/// figures after it has released the engine lock: copying is a few memcpys, computing
+/// (every class, the alerts, the score histograms) is what would stall ingestion.
+#[derive(Debug, Clone)]
+pub struct ScopeCounts {
+    cells: Dense,
+    classes: usize,
+    configured: usize,
+    names: Vec<String>,
+    samples: u64,
+    scored: u64,
+    loss_sum: f64,
+    seconds: f64,
+    expected: FloatDense,
+    unlabelled: u64,
+    calibration: Calibration,
+    ranking: Option<(ScoreHistogram, u32)>,
+    threshold_values: Vec<f64>,
+    threshold_counts: Vec<[u64; 3]>,
+}
+
+impl Scope<'_> {
+    pub fn to_counts(&self) -> ScopeCounts {
+        ScopeCounts {
+            cells: self.cells.clone(),
+            classes: self.classes,
+            configured: self.configured,
+            names: self.names.to_vec(),
+            samples: self.samples,
+            scored: self.scored,
+            loss_sum: self.loss_sum,
+            seconds: self.seconds,
+            expected: self.expected.clone(),
+            unlabelled: self.unlabelled,
+            calibration: *self.calibration,
+            ranking: self.ranking.map(|(h, p)| (h.clone(), p)),
+            threshold_values: self.thresholds.0.to_vec(),
+            threshold_counts: self.thresholds.1.to_vec(),
+        }
+    }
+}
+
+impl ScopeCounts {
+    pub fn view(&self) -> Scope<'_> {
+        Scope {
+            cells: &self.cells,
+            classes: self.classes,
+            configured: self.configured,
+            names: &self.names,
+            samples: self.samples,
+            scored: self.scored,
+            loss_sum: self.loss_sum,
+            seconds: self.seconds,
+            expected: &self.expected,
+            unlabelled: self.unlabelled,
+            calibration: &self.calibration,
+            ranking: self.ranking.as_ref().map(|(h, p)| (h, *p)),
+            thresholds: (&self.threshold_values, &self.threshold_counts),
+        }
+    }
+
+    pub fn compute(&self, thresholds: &AlertThresholds) -> ModelStats {
+        compute(&self.view(), thresholds)
+    }
+}
+
 fn ratio(num: f64, den: f64) -> f64 {
     if den == 0.0 {
         0.0

@@ -11,8 +11,9 @@ use prometheus::proto::{
     Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
 };
 
+use crate::config::AlertThresholds;
 use crate::engine::alerts::AlertKind;
-use crate::engine::stats::ModelStats;
+use crate::engine::stats::{ModelStats, ScopeCounts};
 use crate::engine::{Histogram as DelayHistogram, LABEL_DELAY_BUCKETS};
 use crate::event::Rejection;
 use crate::pipeline::SourceCounters;
@@ -44,18 +45,54 @@ pub struct ScrapeData {
     pub snapshot_last_success: Option<f64>,
 }
 
+/// What a scrape copies under the engine lock; [`ScrapeCopy::compute`] turns it into
+/// [`ScrapeData`] after the lock is released.
+pub struct ScrapeCopy {
+    data: ScrapeData,
+    counts: Vec<Vec<(String, ScopeCounts)>>,
+    alerts: AlertThresholds,
+}
+
+impl ScrapeCopy {
+    /// Computes every figure and alert of every model and scope.
+    pub fn compute(self) -> ScrapeData {
+        let ScrapeCopy {
+            mut data,
+            counts,
+            alerts,
+        } = self;
+        for (model, scopes) in data.models.iter_mut().zip(counts) {
+            model.scopes = scopes
+                .into_iter()
+                .map(|(label, c)| (label, c.compute(&alerts)))
+                .collect();
+        }
+        data
+    }
+}
+
 impl ScrapeData {
     pub fn capture(shared: &Mutex<Shared>, statuses: &[Arc<SourceStatus>]) -> ScrapeData {
+        Self::copy(shared, statuses).compute()
+    }
+
+    /// The part of [`ScrapeData::capture`] that holds the engine lock: copies only, so
+    /// that a scrape holds up ingestion for as short a time as possible.
+    pub fn copy(shared: &Mutex<Shared>, statuses: &[Arc<SourceStatus>]) -> ScrapeCopy {
         let mut guard = super::lock_for_reading(shared);
         let shared = &mut *guard;
         let p = &mut shared.pipeline;
         let scopes = p.engine.scopes();
+        let alerts = p.engine.alert_thresholds().clone();
         let mut models = Vec::with_capacity(p.engine.models().len());
+        let mut counts = Vec::with_capacity(p.engine.models().len());
         for m in 0..p.engine.models().len() as u32 {
-            let stats: Vec<(String, ModelStats)> = scopes
-                .iter()
-                .map(|(label, scope)| (label.clone(), p.engine.model_stats(m, *scope)))
-                .collect();
+            counts.push(
+                scopes
+                    .iter()
+                    .map(|(label, scope)| (label.clone(), p.engine.scope_counts(m, *scope)))
+                    .collect::<Vec<_>>(),
+            );
             let state = p.engine.model(m);
             models.push(ModelData {
                 name: state.name.clone(),
@@ -66,16 +103,21 @@ impl ScrapeData {
                 expired: state.join_expired,
                 pending: p.join.pending_of(m),
                 label_delay: state.label_delay.clone(),
-                scopes: stats,
+                scopes: Vec::new(),
             });
         }
-        ScrapeData {
+        let data = ScrapeData {
             sources: p.sources.clone(),
             up: statuses.iter().map(|s| s.is_up()).collect(),
             lag: statuses.iter().flat_map(|s| s.lag()).collect(),
             models,
             snapshot_failures: shared.snapshot_failures,
             snapshot_last_success: shared.snapshot_last_success,
+        };
+        ScrapeCopy {
+            data,
+            counts,
+            alerts,
         }
     }
 }
