@@ -26,6 +26,14 @@ pub fn demo_settings() -> Settings {
     let mut raw = crate::config::RawConfig::default();
     raw.sources
         .push(SourceConfig::Generate(GenerateSource::default()));
+    // The generator's binary model gets a positive class and two extra thresholds, so
+    // that the demo also shows ROC/PR AUC and precision/recall at other thresholds.
+    raw.models.push(crate::config::raw::RawModel {
+        name: "fraud-v3".into(),
+        positive_class: Some("fraud".into()),
+        thresholds: vec![0.3, 0.7],
+        ..Default::default()
+    });
     Settings::from_raw(raw).expect("the demo configuration is valid")
 }
 
