@@ -105,7 +105,7 @@ fn metrics_equal_report_across_append_rotation_truncation_and_new_files() {
     .unwrap();
     let mut ev = Events::new();
     append_lines(&log, &ev.lines(1000));
-    let d = Daemon::start(&config, daemon::free_port());
+    let d = Daemon::start(&config, &[]);
     d.wait_for_events(ev.all.len() as u64, Duration::from_secs(20));
 
     // A partial line is not an event until its newline arrives.

@@ -4,15 +4,15 @@
 //! except the lines that copytruncate itself destroys before they are read (inherent to
 //! copytruncate, and documented); no line is torn, counted twice or misread.
 
-#[path = "support/process.rs"]
-mod process;
+#[path = "support/daemon.rs"]
+mod daemon;
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use process::Daemon;
+use daemon::Daemon;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Fault {

@@ -9,14 +9,14 @@
 //! twenty times smaller (and fills one confusion cell in fifty); `cargo test --release`
 //! (what scripts/test.sh runs) floods for real.
 
-#[path = "support/process.rs"]
-mod process;
+#[path = "support/daemon.rs"]
+mod daemon;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use process::Daemon;
+use daemon::Daemon;
 
 /// The documented ceiling (docs/RELIABILITY.md) for peak RSS under this flood.
 const CEILING_MB: u64 = 1024;
@@ -147,7 +147,7 @@ fn a_flood_of_names_and_ids_stays_bounded_and_is_counted() {
         .map(|i| {
             let addr = d.addr;
             let path = if i == 3 { "/api/v1/models" } else { "/metrics" };
-            std::thread::spawn(move || process::http_get(addr, path))
+            std::thread::spawn(move || daemon::http_get(addr, path))
         })
         .collect();
     let mut bodies: Vec<String> = scrapes
@@ -211,7 +211,7 @@ fn a_flood_of_names_and_ids_stays_bounded_and_is_counted() {
     );
 
     // Cardinality: at most max_models models, max_classes classes each.
-    let metrics = process::Metrics(body);
+    let metrics = daemon::Metrics(body);
     let mut classes: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (labels, _) in metrics.samples("predmon_class_support") {
         let get = |k: &str| labels.iter().find(|(lk, _)| lk == k).unwrap().1.clone();

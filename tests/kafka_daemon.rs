@@ -18,16 +18,16 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use daemon::{free_port, http_get, Daemon, Metrics};
+use daemon::{try_http_get, Daemon, Metrics};
 use kafka::{wait_until, Broker, Producer};
 use serde_json::Value;
 
 fn spawn(config: &Path) -> Daemon {
-    Daemon::start(config, free_port())
+    Daemon::start(config, &[])
 }
 
 fn ready(d: &Daemon) -> bool {
-    matches!(http_get(d.port, "/readyz"), Some((200, _)))
+    matches!(try_http_get(d.addr, "/readyz"), Some((200, _)))
 }
 
 fn events(d: &Daemon) -> f64 {
@@ -41,25 +41,9 @@ fn kill9(mut d: Daemon) {
 
 type Counts = BTreeMap<(String, String, String), u64>;
 
-/// (model, actual, predicted) -> count, from `predmon_confusion_total`.
+/// (model, actual, predicted) -> count, from `predmon_confusion_total`, non-zero cells.
 fn confusion(m: &Metrics) -> Counts {
-    let mut out = Counts::new();
-    for (l, v) in m
-        .samples
-        .get("predmon_confusion_total")
-        .into_iter()
-        .flatten()
-    {
-        if *v != 0.0 {
-            *out.entry((
-                l["model"].clone(),
-                l["actual"].clone(),
-                l["predicted"].clone(),
-            ))
-            .or_default() += *v as u64;
-        }
-    }
-    out
+    m.confusion().into_iter().filter(|(_, n)| *n > 0).collect()
 }
 
 /// `predmon report --format json` on the lines: (the report, its confusion, samples).

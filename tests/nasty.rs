@@ -7,10 +7,10 @@
 //! must count them the same. The huge cases (a 100 MB line, 1,000,000 names) are
 //! scripts/reliability.sh.
 
+#[path = "support/daemon.rs"]
+mod daemon;
 #[path = "support/fuzz_harness.rs"]
 mod harness;
-#[path = "support/process.rs"]
-mod process;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -26,7 +26,7 @@ fn corpus() -> (PathBuf, serde_json::Map<String, Value>) {
 }
 
 fn report(path: &Path) -> Value {
-    let out = Command::new(process::BIN)
+    let out = Command::new(daemon::BIN)
         .args(["report", "--format", "json"])
         .arg(path)
         .output()
@@ -124,7 +124,7 @@ fn the_daemon_counts_the_corpus_like_report() {
             *rejected.entry(reason.clone()).or_default() += n.as_f64().unwrap();
         }
     }
-    let d = process::Daemon::start(&config, &[]);
+    let d = daemon::Daemon::start(&config, &[]);
     let m = d.wait_for(Duration::from_secs(60), "every line read", |m| {
         m.sum("predmon_events_total", &[]) >= read
     });

@@ -4,8 +4,6 @@
 
 #[path = "support/daemon.rs"]
 mod daemon;
-#[path = "support/process.rs"]
-mod process;
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -68,7 +66,7 @@ fn three_kill_9_restarts_lose_and_double_count_nothing() {
     // A fixed seed of kill delays: reproducible, and each lands mid-ingestion or mid-snapshot.
     let mut kills_during_ingestion = 0;
     for (round, delay_ms) in [90u64, 15, 40].into_iter().enumerate() {
-        let mut d = Daemon::start(&config, daemon::free_port());
+        let mut d = Daemon::start(&config, &[]);
         std::thread::sleep(Duration::from_millis(delay_ms));
         // A burst the daemon cannot finish before the kill: it dies mid-ingestion.
         append(150_000);
@@ -82,7 +80,7 @@ fn three_kill_9_restarts_lose_and_double_count_nothing() {
         }
         eprintln!("round {round}: killed at {read_before_kill} of {total_lines} lines");
     }
-    let d = Daemon::start(&config, daemon::free_port());
+    let d = Daemon::start(&config, &[]);
     let total = fs::read_to_string(&log).unwrap().lines().count() as u64;
     d.wait_for_events(total, Duration::from_secs(60));
     std::thread::sleep(Duration::from_millis(300));
@@ -110,7 +108,7 @@ mod growing {
     use std::path::Path;
     use std::time::{Duration, Instant};
 
-    use super::process::{Daemon, Metrics};
+    use super::daemon::{Daemon, Metrics};
 
     /// splitmix64: a reproducible stream from a seed.
     struct Rng(u64);

@@ -2,18 +2,18 @@
 //! snapshot writes, a corrupt, truncated, future-version or mismatched snapshot, a state
 //! directory that stops being writable or fills up, and SIGTERM under full load.
 
-#[path = "support/process.rs"]
-mod process;
+#[path = "support/daemon.rs"]
+mod daemon;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use daemon::Daemon;
 use predmon::config::Settings;
 use predmon::export::Shared;
 use predmon::pipeline::{Mode, Pipeline};
-use process::Daemon;
 
 fn write_config(dir: &Path, events: &Path, state_dir: &Path, interval: &str) -> PathBuf {
     let path = dir.join("predmon.toml");
@@ -333,9 +333,9 @@ fn ingestion_goes_on_while_the_state_directory_is_unwritable_or_full() {
         written += n;
         written
     };
-    let failures = |m: &process::Metrics| m.sum("predmon_state_snapshot_failures_total", &[]);
+    let failures = |m: &daemon::Metrics| m.sum("predmon_state_snapshot_failures_total", &[]);
     let last_ok =
-        |m: &process::Metrics| m.sum("predmon_state_snapshot_last_success_timestamp_seconds", &[]);
+        |m: &daemon::Metrics| m.sum("predmon_state_snapshot_last_success_timestamp_seconds", &[]);
     let total = write(1000);
     let m = d.wait_for(Duration::from_secs(30), "a snapshot of 1000 events", |m| {
         m.sum("predmon_events_total", &[]) as usize == total && last_ok(m) > 0.0

@@ -3,11 +3,11 @@
 //! stalls mid-request), with certificates made by rcgen at test time. Also: secrets in
 //! `[sources.properties]` never reach `predmon check-config`'s output.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Output};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rcgen::{
@@ -15,7 +15,10 @@ use rcgen::{
     KeyUsagePurpose,
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_predmon");
+#[path = "support/daemon.rs"]
+mod daemon;
+
+use daemon::{Daemon, BIN};
 
 // ---------------------------------------------------------------------------------------
 // Certificates
@@ -107,84 +110,26 @@ impl Pki {
 // ---------------------------------------------------------------------------------------
 // The daemon
 
-struct Daemon {
-    child: Child,
-    addr: SocketAddr,
-    log: Arc<Mutex<String>>,
+/// `predmon run` with a slow `generate` source (a source that needs nothing outside the
+/// process) on 127.0.0.1:0 and `web_yaml` as its `--web.config.file`, written beside the
+/// certificates so relative file names work as in exporter-toolkit.
+fn start(pki: &Pki, web_yaml: &str) -> Daemon {
+    let dir = pki.dir.path();
+    std::fs::write(
+        dir.join("predmon.toml"),
+        "[server]\nlisten_address = \"127.0.0.1:0\"\n\n[[sources]]\ntype = \"generate\"\nrate = 5.0\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("web.yml"), web_yaml).unwrap();
+    let web = dir.join("web.yml");
+    Daemon::start(
+        &dir.join("predmon.toml"),
+        &["--web.config.file", web.to_str().unwrap()],
+    )
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Daemon {
-    /// `predmon run` with a slow `generate` source (a source that needs nothing outside the
-    /// process) on 127.0.0.1:0 and `web_yaml` as its `--web.config.file`, written beside
-    /// the certificates so relative file names work as in exporter-toolkit.
-    fn start(pki: &Pki, web_yaml: &str) -> Daemon {
-        let dir = pki.dir.path();
-        std::fs::write(
-            dir.join("predmon.toml"),
-            "[server]\nlisten_address = \"127.0.0.1:0\"\n\n[[sources]]\ntype = \"generate\"\nrate = 5.0\n",
-        )
-        .unwrap();
-        std::fs::write(dir.join("web.yml"), web_yaml).unwrap();
-        let mut child = Command::new(BIN)
-            .arg("run")
-            .arg("--config")
-            .arg(dir.join("predmon.toml"))
-            .arg("--web.config.file")
-            .arg(dir.join("web.yml"))
-            .env("NO_COLOR", "1")
-            .env("PREDMON_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn predmon");
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        let sink = log.clone();
-        // Keep draining stderr for the whole run so the daemon never blocks on it.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(addr) = line
-                    .contains("serving metrics")
-                    .then(|| line.split_once("address=").map(|(_, a)| a))
-                    .flatten()
-                    .and_then(|a| a.split_whitespace().next())
-                    .and_then(|a| a.parse::<SocketAddr>().ok())
-                {
-                    let _ = tx.send(addr);
-                }
-                sink.lock().unwrap().push_str(&line);
-                sink.lock().unwrap().push('\n');
-            }
-        });
-        let addr = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(addr) => addr,
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "predmon did not start serving; its log:\n{}",
-                    log.lock().unwrap()
-                );
-            }
-        };
-        Daemon { child, addr, log }
-    }
-
-    fn https(&self, path: &str) -> String {
-        format!("https://127.0.0.1:{}{path}", self.addr.port())
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
+fn https(d: &Daemon, path: &str) -> String {
+    format!("https://127.0.0.1:{}{path}", d.addr.port())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -269,9 +214,9 @@ fn basic_auth_over_tls() {
         bcrypt_hash("correct horse"),
         bcrypt_hash("battery staple"),
     );
-    let d = Daemon::start(&pki, &web);
+    let d = start(&pki, &web);
     let ca = pki.path("ca.pem");
-    let metrics = d.https("/metrics");
+    let metrics = https(&d, "/metrics");
 
     let good = curl(&["--cacert", &ca, "-u", "alice:correct horse", &metrics]);
     assert_eq!(good.status, 200, "{good:?}");
@@ -300,7 +245,7 @@ fn basic_auth_over_tls() {
         for path in ["/metrics", "/healthz", "/api/v1/models", "/"] {
             let mut a = vec!["--cacert", ca.as_str()];
             a.extend(&args);
-            let url = d.https(path);
+            let url = https(&d, path);
             a.push(&url);
             let r = curl(&a);
             assert_eq!(r.status, 401, "{what} {path}: {r:?}");
@@ -385,13 +330,13 @@ fn client_certificates_are_required_and_verified() {
         return;
     }
     let pki = Pki::new();
-    let d = Daemon::start(
+    let d = start(
         &pki,
         "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n  \
          client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n",
     );
     let ca = pki.path("ca.pem");
-    let metrics = d.https("/metrics");
+    let metrics = https(&d, "/metrics");
 
     let good = curl(&[
         "--cacert",
@@ -444,12 +389,12 @@ fn min_version_tls13_refuses_tls12_clients() {
         return;
     }
     let pki = Pki::new();
-    let d = Daemon::start(
+    let d = start(
         &pki,
         "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n  min_version: TLS13\n",
     );
     let ca = pki.path("ca.pem");
-    let metrics = d.https("/metrics");
+    let metrics = https(&d, "/metrics");
     let old = curl(&["--cacert", &ca, "--tlsv1.2", "--tls-max", "1.2", &metrics]);
     assert!(!old.ok && old.status == 0 && !leaks(&old), "{old:?}");
     let new = curl(&["--cacert", &ca, "--tlsv1.3", &metrics]);
@@ -462,7 +407,7 @@ fn tls12_is_offered_by_default() {
         return;
     }
     let pki = Pki::new();
-    let d = Daemon::start(
+    let d = start(
         &pki,
         "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n",
     );
@@ -472,7 +417,7 @@ fn tls12_is_offered_by_default() {
         "--tlsv1.2",
         "--tls-max",
         "1.2",
-        &d.https("/healthz"),
+        &https(&d, "/healthz"),
     ]);
     assert_eq!(r.status, 200, "{r:?}");
 }
@@ -483,7 +428,7 @@ fn tls12_is_offered_by_default() {
 #[test]
 fn slow_clients_are_disconnected() {
     let pki = Pki::new();
-    let d = Daemon::start(
+    let d = start(
         &pki,
         "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n",
     );
@@ -586,11 +531,11 @@ fn rotated_certificates_are_picked_up() {
         return;
     }
     let pki = Pki::new();
-    let d = Daemon::start(
+    let d = start(
         &pki,
         "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n",
     );
-    let url = d.https("/healthz");
+    let url = https(&d, "/healthz");
     assert_eq!(curl(&["--cacert", &pki.path("ca.pem"), &url]).status, 200);
     // Key first, then certificate: between the two writes the pair does not match, which
     // must leave the old pair in use rather than break the server.
@@ -633,8 +578,8 @@ fn the_example_web_config_works() {
         "/config/web-config.yml"
     ))
     .unwrap();
-    let d = Daemon::start(&pki, &example);
-    let url = d.https("/metrics");
+    let d = start(&pki, &example);
+    let url = https(&d, "/metrics");
     let ca = pki.path("ca.pem");
     let r = curl(&["--cacert", &ca, "-u", "prometheus:change me", &url]);
     assert_eq!(r.status, 200, "{r:?}");

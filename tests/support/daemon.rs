@@ -1,24 +1,25 @@
-//! Helpers for tests that run the real `predmon` binary: spawn `predmon run` on a free
-//! port with a config, scrape and parse `/metrics`, run `predmon report`.
+//! Helpers for tests that run the real `predmon` binary: `predmon run` spawned on
+//! 127.0.0.1:0 with a configuration file, its log drained and kept, scraped over plain
+//! HTTP, measured through /proc, stopped with SIGTERM or SIGKILL; `predmon report`; and
+//! the comparison of a scrape with a report.
 //!
 //! Include with `#[path = "support/daemon.rs"] mod daemon;`.
-#![allow(dead_code)]
 
-use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
+#![allow(dead_code)] // each test file uses part of this
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub fn binary() -> &'static str {
-    env!("CARGO_BIN_EXE_predmon")
-}
+pub const BIN: &str = env!("CARGO_BIN_EXE_predmon");
 
-/// A `predmon run` child process, killed on drop.
 pub struct Daemon {
     pub child: Child,
-    pub port: u16,
+    pub addr: SocketAddr,
+    log: Arc<Mutex<String>>,
 }
 
 impl Drop for Daemon {
@@ -28,99 +29,188 @@ impl Drop for Daemon {
     }
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Daemon {
-    /// Starts `predmon run --config <config>` on `port` and waits until `/healthz` answers.
-    pub fn start(config: &Path, port: u16) -> Daemon {
-        let child = Command::new(binary())
-            .args(["run", "--config"])
+    /// Starts `predmon run --config <config> <args>`; panics with the log if it does not
+    /// serve within 60 s.
+    pub fn start(config: &Path, args: &[&str]) -> Daemon {
+        Daemon::try_start(config, args)
+            .unwrap_or_else(|log| panic!("predmon did not start serving; its log:\n{log}"))
+    }
+
+    /// Like [`Daemon::start`], but returns the log when predmon exits or does not serve.
+    pub fn try_start(config: &Path, args: &[&str]) -> Result<Daemon, String> {
+        let mut child = Command::new(BIN)
+            .arg("run")
+            .arg("--config")
             .arg(config)
-            .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
-            .env("PREDMON_LOG", "warn")
+            .args(["--web.listen-address", "127.0.0.1:0"])
+            .args(args)
+            .env("PREDMON_LOG", "info")
+            .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("spawn predmon");
-        let mut d = Daemon { child, port };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while http_get(port, "/healthz").map(|(s, _)| s) != Some(200) {
-            if let Ok(Some(status)) = d.child.try_wait() {
-                panic!("predmon exited early: {status}");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        // Drain stderr for the whole run so the daemon never blocks on it.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line
+                    .contains("serving metrics")
+                    .then(|| line.split_once("address=").map(|(_, a)| a))
+                    .flatten()
+                    .and_then(|a| a.split_whitespace().next())
+                    .and_then(|a| a.parse::<SocketAddr>().ok())
+                {
+                    let _ = tx.send(addr);
+                }
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
             }
-            assert!(
-                Instant::now() < deadline,
-                "predmon did not answer /healthz within 20 s"
-            );
-            std::thread::sleep(Duration::from_millis(50));
+        });
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(addr) => Ok(Daemon { child, addr, log }),
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                std::thread::sleep(Duration::from_millis(100));
+                let log = log.lock().unwrap().clone();
+                Err(log)
+            }
         }
-        d
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// GET `path`: (status, body).
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http_get(self.addr, path)
     }
 
     pub fn metrics(&self) -> Metrics {
-        let (status, body) = http_get(self.port, "/metrics").expect("scrape");
+        let (status, body) = self.get("/metrics");
         assert_eq!(status, 200, "{body}");
-        Metrics::parse(&body)
+        Metrics(body)
+    }
+
+    /// Scrapes until `done` holds; panics after `timeout` with the last scrape and the log.
+    pub fn wait_for(
+        &self,
+        timeout: Duration,
+        what: &str,
+        done: impl Fn(&Metrics) -> bool,
+    ) -> Metrics {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let m = self.metrics();
+            if done(&m) {
+                return m;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out waiting for {what}; last scrape:\n{}\nlog:\n{}",
+                    m.0,
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// A field of /proc/<pid>/status in kB (`VmHWM`, `VmRSS`).
+    pub fn proc_status_kb(&self, field: &str) -> u64 {
+        proc_status_kb(self.pid(), field)
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "kill -{sig} {}", self.pid());
+    }
+
+    /// SIGKILL, and reaps the process.
+    pub fn kill9(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.log()
     }
 
     /// Waits until `predmon_events_total` (all sources) reaches `n`.
     pub fn wait_for_events(&self, n: u64, timeout: Duration) -> Metrics {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let m = self.metrics();
-            let read = m.sum("predmon_events_total", &[]) as u64;
-            if read >= n {
-                return m;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "only {read} of {n} events read within {timeout:?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.wait_for(timeout, &format!("{n} events read"), |m| {
+            m.sum("predmon_events_total", &[]) as u64 >= n
+        })
     }
 
-    /// SIGTERM, then waits for the exit; returns how long it took.
+    /// SIGTERM, then waits for a successful exit; returns how long it took.
     pub fn terminate(&mut self) -> Duration {
         let start = Instant::now();
-        unsafe_kill(self.child.id(), "TERM");
+        self.signal("TERM");
         let status = self.child.wait().unwrap();
         assert!(
             status.success(),
-            "predmon exited with {status} after SIGTERM"
+            "predmon exited with {status} after SIGTERM; log:\n{}",
+            self.log()
         );
         start.elapsed()
     }
+
+    /// Waits up to `timeout` for the process to exit; its exit code (None: signalled).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<Option<i32>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status.code());
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 }
 
-fn unsafe_kill(pid: u32, signal: &str) {
-    Command::new("kill")
-        .args([&format!("-{signal}"), &pid.to_string()])
-        .status()
-        .unwrap();
+pub fn proc_status_kb(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
 }
 
-/// A minimal HTTP/1.1 GET over a fresh connection: (status, body).
-pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+/// A minimal HTTP/1.1 GET, enough for predmon's own server: (status, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    try_http_get(addr, path).unwrap_or_else(|| panic!("GET {path} from {addr} failed"))
+}
+
+/// Like [`http_get`], `None` when the connection or the response fails.
+pub fn try_http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: predmon\r\nConnection: close\r\n\r\n"
     )
     .ok()?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).ok()?;
-    let text = String::from_utf8_lossy(&raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = text.split_once("\r\n\r\n")?;
     let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    // Bodies are small enough to be sent whole; chunked encoding would need decoding.
     let body = if head
         .to_ascii_lowercase()
         .contains("transfer-encoding: chunked")
@@ -132,116 +222,122 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
-fn dechunk(mut body: &str) -> String {
+fn dechunk(mut s: &str) -> String {
     let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
+    while let Some((size, rest)) = s.split_once("\r\n") {
         let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
         if n == 0 {
             break;
         }
         out.push_str(&rest[..n]);
-        body = &rest[n + 2..];
+        s = &rest[n + 2..];
     }
     out
 }
 
-/// A sample's labels, name -> value.
-pub type Labels = BTreeMap<String, String>;
-
-/// Parsed samples of one scrape: name -> [(labels, value)].
-pub struct Metrics {
-    pub samples: BTreeMap<String, Vec<(Labels, f64)>>,
-}
+/// A scrape in the Prometheus text format.
+pub struct Metrics(pub String);
 
 impl Metrics {
-    pub fn parse(text: &str) -> Metrics {
-        let mut samples: BTreeMap<String, Vec<_>> = BTreeMap::new();
-        for line in text
-            .lines()
-            .filter(|l| !l.starts_with('#') && !l.is_empty())
-        {
-            let (series, value) = line.rsplit_once(' ').expect("sample line");
-            let (name, labels) = match series.split_once('{') {
-                Some((n, rest)) => (n, parse_labels(rest.trim_end_matches('}'))),
-                None => (series, BTreeMap::new()),
+    /// Every sample of `name` as (labels, value).
+    pub fn samples(&self, name: &str) -> Vec<(Vec<(String, String)>, f64)> {
+        let mut out = Vec::new();
+        for line in self.0.lines() {
+            if line.starts_with('#') {
+                continue;
+            }
+            let Some(rest) = line.strip_prefix(name) else {
+                continue;
             };
-            let v = match value {
-                "+Inf" => f64::INFINITY,
-                "-Inf" => f64::NEG_INFINITY,
-                v => v.parse().expect("sample value"),
+            let (labels, value) = match rest.strip_prefix('{') {
+                Some(r) => {
+                    let end = r.rfind('}').expect("closing brace");
+                    (parse_labels(&r[..end]), r[end + 1..].trim())
+                }
+                None if rest.starts_with(' ') => (Vec::new(), rest.trim()),
+                None => continue, // another metric with this prefix
             };
-            samples
-                .entry(name.to_string())
-                .or_default()
-                .push((labels, v));
+            let value = value.split_whitespace().next().unwrap_or("");
+            out.push((labels, value.parse().expect("sample value")));
         }
-        Metrics { samples }
+        out
     }
 
-    /// Sum of the samples of `name` whose labels include every pair of `filter`.
+    /// The sum of `name` over the samples whose labels include every pair of `filter`.
     pub fn sum(&self, name: &str, filter: &[(&str, &str)]) -> f64 {
-        self.samples
-            .get(name)
-            .map(|v| {
-                v.iter()
-                    .filter(|(l, _)| {
-                        filter
-                            .iter()
-                            .all(|(k, want)| l.get(*k).map(String::as_str) == Some(*want))
-                    })
-                    .map(|(_, x)| x)
-                    .sum()
+        self.samples(name)
+            .into_iter()
+            .filter(|(labels, _)| {
+                filter
+                    .iter()
+                    .all(|(k, v)| labels.iter().any(|(lk, lv)| lk == k && lv == v))
             })
-            .unwrap_or(0.0)
+            .map(|(_, v)| v)
+            .sum()
     }
 
     /// The one sample of `name` with exactly these labels.
     pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        let want: BTreeMap<String, String> = labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        self.samples
-            .get(name)?
-            .iter()
-            .find(|(l, _)| *l == want)
-            .map(|(_, v)| *v)
+        self.samples(name)
+            .into_iter()
+            .find(|(l, _)| {
+                l.len() == labels.len()
+                    && labels
+                        .iter()
+                        .all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
+            })
+            .map(|(_, v)| v)
+    }
+
+    /// `predmon_confusion_total` as model -> actual -> predicted -> count.
+    pub fn confusion(&self) -> std::collections::BTreeMap<(String, String, String), u64> {
+        let mut out = std::collections::BTreeMap::new();
+        for (labels, v) in self.samples("predmon_confusion_total") {
+            let get = |k: &str| {
+                labels
+                    .iter()
+                    .find(|(lk, _)| lk == k)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default()
+            };
+            out.insert((get("model"), get("actual"), get("predicted")), v as u64);
+        }
+        out
     }
 }
 
-fn parse_labels(text: &str) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let mut rest = text;
-    while let Some((key, after)) = rest.split_once("=\"") {
+fn parse_labels(s: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut chars = s.chars().peekable();
+    loop {
+        let key: String = chars.by_ref().take_while(|&c| c != '=').collect();
+        if key.is_empty() {
+            break;
+        }
+        assert_eq!(chars.next(), Some('"'));
         let mut value = String::new();
-        let mut chars = after.char_indices();
-        let mut end = after.len();
-        while let Some((i, c)) = chars.next() {
+        while let Some(c) = chars.next() {
             match c {
-                '\\' => {
-                    if let Some((_, e)) = chars.next() {
-                        value.push(match e {
-                            'n' => '\n',
-                            other => other,
-                        });
-                    }
-                }
-                '"' => {
-                    end = i + 1;
-                    break;
-                }
+                '\\' => match chars.next() {
+                    Some('n') => value.push('\n'),
+                    Some(c) => value.push(c),
+                    None => break,
+                },
+                '"' => break,
                 c => value.push(c),
             }
         }
-        out.insert(key.trim_start_matches(',').trim().to_string(), value);
-        rest = &after[end..];
+        out.push((key.trim_start_matches(',').trim().to_string(), value));
+        if chars.peek() == Some(&',') {
+            chars.next();
+        }
     }
     out
 }
 
 /// `predmon report --format json [--config C] FILES...` -> the parsed JSON.
 pub fn report(config: Option<&Path>, files: &[&Path]) -> serde_json::Value {
-    let mut cmd = Command::new(binary());
+    let mut cmd = Command::new(BIN);
     cmd.args(["report", "--format", "json"]);
     if let Some(c) = config {
         cmd.arg("--config").arg(c);
