@@ -1,7 +1,7 @@
 //! The Kafka source against a real broker (tansu, see tests/support/kafka.rs), driven
 //! through `predmon::source::kafka::run` with a channel standing in for the engine:
 //! exactly-once delivery and positions in assign mode, restart from a position, a broker
-//! outage through a proxy, a consumer group, and consumer lag.
+//! outage through a proxy, a paused broker, a consumer group, and consumer lag.
 //!
 //! Needs `PREDMON_TANSU` (`source scripts/test-env.sh`); without it the tests print a
 //! notice and pass, except under `CI=true` where they fail.
@@ -455,6 +455,132 @@ fn broker_outage_marks_down_and_loses_nothing() {
         "the topic's ends and the producer's differ"
     );
     eprintln!("outage: {} messages, {:?} in all", log.len(), t0.elapsed());
+}
+
+/// The broker stops answering without closing anything (SIGSTOP for 12 s): a hung
+/// broker, or a silent network partition. No connection breaks, so librdkafka notices
+/// only when a request times out: its fetches wait `socket.timeout.ms` (60 s by
+/// default), but the source's lag check asks for the partitions' ends every 5 s with a
+/// 2 s timeout, and a timed-out request closes the connection. So a source with the
+/// defaults goes down within about 10 s, one with `socket.timeout.ms = 2000` within
+/// about 4; neither comes up before SIGCONT, both do soon after, and both deliver every
+/// event exactly once.
+#[test]
+fn broker_paused_marks_down_and_loses_nothing() {
+    let Some(tansu) = kafka::tansu() else { return };
+    let t0 = Instant::now();
+    let broker = Broker::start(&tansu);
+    let topic = kafka::unique("paused");
+    broker.create_topic(&topic, 4);
+    let rt = runtime();
+    let mut o = Options::new("assign");
+    o.properties = vec![("socket.timeout.ms", "2000")];
+    let fast = start(&rt, &broker.bootstrap(), &topic, o);
+    let default = start(&rt, &broker.bootstrap(), &topic, Options::new("assign"));
+    wait_until(Duration::from_secs(20), "both sources up", || {
+        fast.status.is_up() && default.status.is_up()
+    });
+
+    let n = 10_000;
+    let bootstrap = broker.bootstrap();
+    let topic2 = topic.clone();
+    let producing = std::thread::spawn(move || {
+        let producer = Producer::new(&bootstrap);
+        for i in 0..n {
+            let p = payload(i);
+            producer.send(&topic2, &format!("k{i}"), p.as_bytes());
+            if i % 20 == 0 {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        producer.flush();
+        producer.ends()
+    });
+    wait_until(Duration::from_secs(30), "a quarter of the events", || {
+        fast.events() >= n / 4 && default.events() >= n / 4
+    });
+    let paused_at = fast.events();
+    broker.pause();
+    let t_pause = Instant::now();
+    // (source, when it went down, whether it came up again before SIGCONT)
+    let mut seen = [(&fast, None, false), (&default, None, false)];
+    while t_pause.elapsed() < Duration::from_secs(12) {
+        for (run, down, flapped) in seen.iter_mut() {
+            let up = run.status.is_up();
+            match down {
+                None if !up => *down = Some(t_pause.elapsed()),
+                Some(_) if up => *flapped = true,
+                _ => {}
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let [(_, fast_down, fast_flapped), (_, default_down, default_flapped)] = seen;
+    let fast_down = fast_down.expect("the source with socket.timeout.ms = 2000 stayed up");
+    let default_down = default_down.expect("the source with the defaults stayed up");
+    assert!(
+        !fast_flapped && !default_flapped,
+        "a source came up while the broker was stopped"
+    );
+    // Expected: ~4 s (2 s fetch timeout, 1 s timeout scan, 1 s statistics) and at most
+    // ~9 s (5 s lag interval, 2 s timeout, the same 2 s); slack for a loaded machine.
+    assert!(
+        fast_down < Duration::from_secs(7),
+        "socket.timeout.ms = 2000: down only {fast_down:?} after the pause"
+    );
+    assert!(
+        default_down < Duration::from_secs(11),
+        "defaults: down only {default_down:?} after the pause"
+    );
+    let during = fast.events();
+    broker.resume();
+    let t_resume = Instant::now();
+    wait_until(Duration::from_secs(30), "source up again", || {
+        fast.status.is_up()
+    });
+    wait_until(
+        Duration::from_secs(30),
+        "the default source up again",
+        || default.status.is_up(),
+    );
+    eprintln!(
+        "paused: down {fast_down:?} (socket.timeout.ms = 2000) and {default_down:?} \
+         (defaults) after SIGSTOP; {paused_at} events before, {} from the local queue \
+         meanwhile; up again {:?} after SIGCONT",
+        during - paused_at,
+        t_resume.elapsed(),
+    );
+    let produced_ends = producing.join().expect("producer thread");
+    let records = kafka::read_topic(&broker.bootstrap(), &topic);
+    let log: Vec<String> = records
+        .iter()
+        .map(|r| String::from_utf8(r.payload.clone().unwrap()).unwrap())
+        .collect();
+    assert!(
+        log.len() >= n,
+        "the topic holds {} of {n} messages",
+        log.len()
+    );
+    let mut ends = BTreeMap::new();
+    for r in &records {
+        ends.insert(r.partition, r.offset + 1);
+    }
+    assert_eq!(
+        ends, produced_ends,
+        "the topic's ends and the producer's differ"
+    );
+    for run in [fast, default] {
+        wait_until(Duration::from_secs(30), "every event in the topic", || {
+            run.events() >= log.len()
+        });
+        wait_until(Duration::from_secs(10), "source up", || run.status.is_up());
+        std::thread::sleep(Duration::from_millis(1000));
+        let got = run.stop(&rt);
+        assert_exactly_once(&got.lines, &log);
+        assert_positions_monotonic(&got.positions, &topic);
+        assert_eq!(got.positions.last().unwrap(), &position_of(&topic, &ends));
+    }
+    eprintln!("paused: {} messages, {:?} in all", log.len(), t0.elapsed());
 }
 
 #[test]

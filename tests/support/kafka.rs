@@ -18,7 +18,10 @@
 //!   its topics die with it). [`Broker::start_behind_proxy`] puts a [`Proxy`] in front and
 //!   advertises the proxy's address, so clients (re)connect only through it.
 //!   `broker.bootstrap()` is the `host:port` clients use; `broker.create_topic(name, n)`;
-//!   `broker.proxy()`; `broker.log()` is tansu's output, for failure messages.
+//!   `broker.proxy()`; `broker.log()` is tansu's output, for failure messages;
+//!   `broker.pause()`/`broker.resume()` stop and continue the process (SIGSTOP/SIGCONT):
+//!   its connections stay open and its listening socket still completes handshakes, but
+//!   nothing answers, as with a hung broker or a silent network partition.
 //! - [`Proxy`]: `cut()` drops every open connection (with a reset) and refuses new ones
 //!   until `restore()`; `accepted()` counts connections forwarded so far.
 //! - [`Producer::new`]`(bootstrap)`: `send(topic, key, payload)`, `send_tombstone(topic,
@@ -195,6 +198,25 @@ impl Broker {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// SIGSTOP: the broker stops answering without closing anything.
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// SIGCONT after [`Broker::pause`].
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("cannot run kill");
+        assert!(status.success(), "kill -{name} tansu failed: {status}");
+    }
+
     pub fn create_topic(&self, name: &str, partitions: u32) {
         let out = Command::new(&self.tansu)
             .args(["topic", "create", "--broker"])
@@ -215,6 +237,7 @@ impl Broker {
 
 impl Drop for Broker {
     fn drop(&mut self) {
+        // A paused broker dies of SIGKILL all the same.
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.log);
