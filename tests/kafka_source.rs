@@ -1,7 +1,8 @@
 //! The Kafka source against a real broker (tansu, see tests/support/kafka.rs), driven
 //! through `predmon::source::kafka::run` with a channel standing in for the engine:
 //! exactly-once delivery and positions in assign mode, restart from a position, a broker
-//! outage through a proxy, a paused broker, a consumer group, and consumer lag.
+//! outage through a proxy, a paused broker, a broker killed and restarted on durable
+//! storage, a consumer group, and consumer lag.
 //!
 //! Needs `PREDMON_TANSU` (`source scripts/test-env.sh`); without it the tests print a
 //! notice and pass, except under `CI=true` where they fail.
@@ -581,6 +582,101 @@ fn broker_paused_marks_down_and_loses_nothing() {
         assert_eq!(got.positions.last().unwrap(), &position_of(&topic, &ends));
     }
     eprintln!("paused: {} messages, {:?} in all", log.len(), t0.elapsed());
+}
+
+/// The broker crashes (SIGKILL) mid-stream and comes back on the same port and the same
+/// durable storage (S3, served locally by moto): the source goes down at once (connections
+/// refused), comes up when the broker is back, and delivers every message the topic holds
+/// exactly once, resuming at its own positions.
+#[test]
+fn broker_killed_and_restarted_on_durable_storage_loses_nothing() {
+    let Some(tansu) = kafka::tansu() else { return };
+    let Some(s3) = kafka::S3::start() else { return };
+    let t0 = Instant::now();
+    let mut broker = Broker::start_on_s3(&tansu, &s3);
+    let topic = kafka::unique("killed");
+    broker.create_topic(&topic, 4);
+    let rt = runtime();
+    let run = start(&rt, &broker.bootstrap(), &topic, Options::new("assign"));
+    wait_until(Duration::from_secs(20), "source up", || run.status.is_up());
+
+    let n = 6_000;
+    let bootstrap = broker.bootstrap();
+    let topic2 = topic.clone();
+    let producing = std::thread::spawn(move || {
+        let producer = Producer::new(&bootstrap);
+        for i in 0..n {
+            let p = payload(i);
+            producer.send(&topic2, &format!("k{i}"), p.as_bytes());
+            if i % 20 == 0 {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        producer.flush();
+        producer.ends()
+    });
+    wait_until(Duration::from_secs(30), "a quarter of the events", || {
+        run.events() >= n / 4
+    });
+    let killed_at = run.events();
+    broker.kill();
+    let t_kill = Instant::now();
+    wait_until(Duration::from_secs(10), "source down", || {
+        !run.status.is_up()
+    });
+    let down = t_kill.elapsed();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        !run.status.is_up(),
+        "the source came up while the broker was dead"
+    );
+    let during = run.events();
+    broker.restart();
+    let t_restart = Instant::now();
+    wait_until(Duration::from_secs(30), "source up again", || {
+        run.status.is_up()
+    });
+    eprintln!(
+        "killed: down {down:?} after SIGKILL ({killed_at} events before, {} from the local \
+         queue meanwhile), up {:?} after the restart",
+        during - killed_at,
+        t_restart.elapsed()
+    );
+    let produced_ends = producing.join().expect("producer thread");
+    // The producer retries what the crash left unanswered; whatever the topic holds now
+    // is what must be delivered, each message once.
+    let records = kafka::read_topic(&broker.bootstrap(), &topic);
+    let log: Vec<String> = records
+        .iter()
+        .map(|r| String::from_utf8(r.payload.clone().unwrap()).unwrap())
+        .collect();
+    assert!(
+        log.len() >= n,
+        "the topic holds {} of {n} messages after the restart",
+        log.len()
+    );
+    let mut ends = BTreeMap::new();
+    for r in &records {
+        ends.insert(r.partition, r.offset + 1);
+    }
+    assert_eq!(
+        ends, produced_ends,
+        "the topic's ends and the producer's differ"
+    );
+    wait_until(Duration::from_secs(30), "every event in the topic", || {
+        run.events() >= log.len()
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let got = run.stop(&rt);
+    assert_exactly_once(&got.lines, &log);
+    assert_positions_monotonic(&got.positions, &topic);
+    assert_eq!(got.positions.last().unwrap(), &position_of(&topic, &ends));
+    eprintln!(
+        "killed: {} messages ({} more than produced: retried by the producer), {:?} in all",
+        log.len(),
+        log.len() - n,
+        t0.elapsed()
+    );
 }
 
 #[test]

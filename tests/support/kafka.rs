@@ -22,6 +22,11 @@
 //!   `broker.pause()`/`broker.resume()` stop and continue the process (SIGSTOP/SIGCONT):
 //!   its connections stay open and its listening socket still completes handshakes, but
 //!   nothing answers, as with a hung broker or a silent network partition.
+//! - [`S3::start`]`()`: a local S3 server (moto, `$PREDMON_MOTO`, exported by
+//!   `scripts/test-env.sh`; skipped or panicking like [`tansu`]) with a fresh bucket;
+//!   [`Broker::start_on_s3`]`(&tansu, &s3)` keeps the broker's topics and messages there,
+//!   so they outlive the process: `broker.kill()` (SIGKILL) then `broker.restart()` (same
+//!   port, same storage) is a broker crash and recovery.
 //! - [`Proxy`]: `cut()` drops every open connection (with a reset) and refuses new ones
 //!   until `restore()`; `accepted()` counts connections forwarded so far.
 //! - [`Producer::new`]`(bootstrap)`: `send(topic, key, payload)`, `send_tombstone(topic,
@@ -55,21 +60,30 @@ use tokio::sync::watch;
 
 /// The tansu binary, or `None` (after a notice) to skip a test outside CI.
 pub fn tansu() -> Option<PathBuf> {
-    match std::env::var_os("PREDMON_TANSU") {
+    tool("PREDMON_TANSU", "the tansu broker")
+}
+
+/// moto's S3 server (`moto_server`), or `None` (after a notice) to skip a test outside CI.
+pub fn moto() -> Option<PathBuf> {
+    tool("PREDMON_MOTO", "moto's S3 server")
+}
+
+fn tool(var: &str, what: &str) -> Option<PathBuf> {
+    match std::env::var_os(var) {
         Some(p) if Path::new(&p).is_file() => Some(PathBuf::from(p)),
         other => {
             let why = match other {
-                Some(p) => format!("PREDMON_TANSU={} is not a file", Path::new(&p).display()),
-                None => "PREDMON_TANSU is not set".to_string(),
+                Some(p) => format!("{var}={} is not a file", Path::new(&p).display()),
+                None => format!("{var} is not set"),
             };
             if std::env::var("CI").as_deref() == Ok("true") {
                 panic!(
-                    "{why}: Kafka tests need the tansu broker under CI; \
+                    "{why}: Kafka tests need {what} under CI; \
                      run `source scripts/test-env.sh` first"
                 );
             }
             eprintln!(
-                "SKIPPED: {why}; run `source scripts/test-env.sh` to get the tansu broker \
+                "SKIPPED: {why}; run `source scripts/test-env.sh` to get {what} \
                  and run the Kafka tests"
             );
             None
@@ -113,21 +127,34 @@ pub struct Broker {
     child: Child,
     /// Where tansu listens.
     port: u16,
+    /// Where tansu tells clients to connect (the proxy's port behind one).
+    advertised: u16,
     log: PathBuf,
     proxy: Option<Proxy>,
+    /// `--storage-engine` and the environment it needs (memory storage when `None`).
+    storage: Option<(String, Vec<(String, String)>)>,
 }
 
 impl Broker {
     pub fn start(tansu: &Path) -> Broker {
-        Broker::launch(tansu, false)
+        Broker::launch(tansu, false, None)
     }
 
     /// Behind a [`Proxy`], advertised at the proxy's address.
     pub fn start_behind_proxy(tansu: &Path) -> Broker {
-        Broker::launch(tansu, true)
+        Broker::launch(tansu, true, None)
     }
 
-    fn launch(tansu: &Path, behind_proxy: bool) -> Broker {
+    /// With its topics and messages in `s3`'s bucket: they survive [`Broker::kill`].
+    pub fn start_on_s3(tansu: &Path, s3: &S3) -> Broker {
+        Broker::launch(tansu, false, Some(s3.storage()))
+    }
+
+    fn launch(
+        tansu: &Path,
+        behind_proxy: bool,
+        storage: Option<(String, Vec<(String, String)>)>,
+    ) -> Broker {
         // A port picked free can be taken before tansu binds it: try a few.
         let mut last_log = String::new();
         for _ in 0..5 {
@@ -140,38 +167,65 @@ impl Broker {
             };
             let log = std::env::temp_dir()
                 .join(format!("predmon-tansu-{}-{port}.log", std::process::id()));
-            let out = std::fs::File::create(&log).expect("cannot create tansu's log file");
-            let child = Command::new(tansu)
-                .arg("broker")
-                .arg("--listener-url")
-                .arg(format!("tcp://127.0.0.1:{port}"))
-                .arg("--advertised-listener-url")
-                .arg(format!("tcp://127.0.0.1:{advertised}"))
-                .stdin(Stdio::null())
-                .stdout(out.try_clone().expect("log file handle"))
-                .stderr(out)
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot run {}: {e}", tansu.display()));
+            let child = spawn_tansu(tansu, port, advertised, storage.as_ref(), &log);
             let mut broker = Broker {
                 tansu: tansu.to_path_buf(),
                 child,
                 port,
+                advertised,
                 log,
                 proxy,
+                storage: storage.clone(),
             };
-            let start = Instant::now();
-            while start.elapsed() < Duration::from_secs(15) {
-                if let Ok(Some(_)) = broker.child.try_wait() {
-                    break;
-                }
-                if StdStream::connect(("127.0.0.1", port)).is_ok() {
-                    return broker;
-                }
-                std::thread::sleep(Duration::from_millis(20));
+            if broker.wait_listening() {
+                return broker;
             }
             last_log = broker.log();
         }
         panic!("tansu did not start listening; its output:\n{last_log}");
+    }
+
+    /// Waits up to 15 s for tansu to accept connections; false if it exits or does not.
+    fn wait_listening(&mut self) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(15) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
+            if StdStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// SIGKILL: a broker crash. Its connections close; nothing listens on its port.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("cannot kill tansu");
+        self.child.wait().expect("cannot reap tansu");
+    }
+
+    /// Starts tansu again after [`Broker::kill`], on the same port and storage (its log
+    /// goes on in the same file).
+    pub fn restart(&mut self) {
+        assert!(
+            self.storage.is_some(),
+            "restarting a broker on memory storage: its topics are gone"
+        );
+        self.child = spawn_tansu(
+            &self.tansu,
+            self.port,
+            self.advertised,
+            self.storage.as_ref(),
+            &self.log,
+        );
+        assert!(
+            self.wait_listening(),
+            "tansu did not start listening again on port {}; its output:\n{}",
+            self.port,
+            self.log()
+        );
     }
 
     /// `host:port` for clients: the proxy when there is one.
@@ -232,6 +286,121 @@ impl Broker {
             String::from_utf8_lossy(&out.stderr),
             String::from_utf8_lossy(&out.stdout)
         );
+    }
+}
+
+fn spawn_tansu(
+    tansu: &Path,
+    port: u16,
+    advertised: u16,
+    storage: Option<&(String, Vec<(String, String)>)>,
+    log: &Path,
+) -> Child {
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("cannot open tansu's log file");
+    let mut cmd = Command::new(tansu);
+    cmd.arg("broker")
+        .arg("--listener-url")
+        .arg(format!("tcp://127.0.0.1:{port}"))
+        .arg("--advertised-listener-url")
+        .arg(format!("tcp://127.0.0.1:{advertised}"));
+    if let Some((url, env)) = storage {
+        cmd.arg("--storage-engine").arg(url);
+        cmd.envs(env.iter().map(|(k, v)| (k, v)));
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(out.try_clone().expect("log file handle"))
+        .stderr(out)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", tansu.display()))
+}
+
+/// A local S3 server (moto) with one bucket, killed on drop with everything in it.
+pub struct S3 {
+    child: Child,
+    port: u16,
+    bucket: String,
+}
+
+impl S3 {
+    /// `None` (after a notice) when moto is missing outside CI.
+    pub fn start() -> Option<S3> {
+        let moto = moto()?;
+        for _ in 0..5 {
+            let port = free_port();
+            let mut child = Command::new(&moto)
+                .args(["-H", "127.0.0.1", "-p"])
+                .arg(port.to_string())
+                .stdin(Stdio::null())
+                // It logs every request.
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot run {}: {e}", moto.display()));
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(30) {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                if StdStream::connect(("127.0.0.1", port)).is_ok() {
+                    let s3 = S3 {
+                        child,
+                        port,
+                        bucket: unique("tansu"),
+                    };
+                    s3.create_bucket();
+                    return Some(s3);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("moto's S3 server did not start listening");
+    }
+
+    /// moto does not check signatures: a bare PUT makes a bucket.
+    fn create_bucket(&self) {
+        use std::io::{Read, Write};
+        let mut conn = StdStream::connect(("127.0.0.1", self.port)).expect("connect to moto");
+        write!(
+            conn,
+            "PUT /{} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            self.bucket, self.port
+        )
+        .expect("send to moto");
+        let mut reply = String::new();
+        let _ = conn.read_to_string(&mut reply);
+        assert!(
+            reply.starts_with("HTTP/1.1 200") || reply.starts_with("HTTP/1.0 200"),
+            "moto refused to create bucket {}: {reply}",
+            self.bucket
+        );
+    }
+
+    /// tansu's `--storage-engine` and the environment object_store reads.
+    fn storage(&self) -> (String, Vec<(String, String)>) {
+        let env = [
+            ("AWS_ENDPOINT", format!("http://127.0.0.1:{}", self.port)),
+            ("AWS_ALLOW_HTTP", "true".into()),
+            ("AWS_ACCESS_KEY_ID", "predmon".into()),
+            ("AWS_SECRET_ACCESS_KEY", "predmon".into()),
+            ("AWS_REGION", "us-east-1".into()),
+        ];
+        (
+            format!("s3://{}/", self.bucket),
+            env.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+        )
+    }
+}
+
+impl Drop for S3 {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
