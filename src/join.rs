@@ -33,6 +33,10 @@ pub struct Pending {
     /// A prediction's estimate before its label (extension E1), taken back at the join.
     #[serde(default, skip_serializing_if = "is_no_estimate")]
     pub estimate: EstimateTag,
+    /// A multi-label half's class set (extension E7): sorted class indices; `class` is
+    /// then unused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set: Option<Box<[u32]>>,
     #[serde(skip)]
     hash: u64,
 }
@@ -53,13 +57,15 @@ fn heap(len: usize) -> usize {
 
 impl Pending {
     /// Estimated memory of this half while pending: its slot in the deque and the hash
-    /// table, its id, and the scores it holds.
+    /// table, its id, and the scores or class set it holds.
     pub fn footprint(&self) -> usize {
         let scores = self.scores.as_ref().map_or(0, |s| heap(s.packed_len()));
+        let set = self.set.as_ref().map_or(0, |s| heap(4 * s.len()));
         std::mem::size_of::<Option<Pending>>()
             + 2 * std::mem::size_of::<u64>()
             + heap(self.id.len())
             + scores
+            + set
     }
 
     pub fn new(
@@ -80,6 +86,7 @@ impl Pending {
             arrival_ns,
             scores,
             estimate: EstimateTag::default(),
+            set: None,
             hash: 0,
         }
     }

@@ -15,7 +15,26 @@ use crate::join::{Join, Pending};
 pub struct SourceCounters {
     pub name: String,
     pub read: u64,
+    /// Indexed by [`Rejection::index`]. Snapshots from before a reason was added have
+    /// fewer entries: the missing ones are 0.
+    #[serde(deserialize_with = "rejected_counts")]
     pub rejected: [u64; Rejection::ALL.len()],
+}
+
+fn rejected_counts<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<[u64; Rejection::ALL.len()], D::Error> {
+    let counts: Vec<u64> = Deserialize::deserialize(d)?;
+    let mut out = [0; Rejection::ALL.len()];
+    if counts.len() > out.len() {
+        return Err(serde::de::Error::custom(format!(
+            "{} rejection reasons; this predmon knows {}",
+            counts.len(),
+            out.len()
+        )));
+    }
+    out[..counts.len()].copy_from_slice(&counts);
+    Ok(out)
 }
 
 impl SourceCounters {
@@ -183,6 +202,9 @@ impl Pipeline {
     }
 
     fn apply(&mut self, source: usize, e: Event<'_>, now_ns: i64) -> Result<(), Rejection> {
+        if e.sets.is_some() {
+            return self.apply_multi(e, now_ns);
+        }
         let mut time_ns = e.timestamp_ns.unwrap_or(now_ns);
         if self.mode == Mode::Daemon {
             time_ns = time_ns.min(now_ns);
@@ -333,6 +355,58 @@ impl Pipeline {
             calibration: facts.map(|f| f.calibrated(a == p)),
             positive: facts.and_then(|f| f.positive),
         });
+        Ok(())
+    }
+
+    /// [`Pipeline::apply`] for a multi-label event (extension E7): the same kinds, join
+    /// and times, with class sets in place of classes.
+    fn apply_multi(&mut self, e: Event<'_>, now_ns: i64) -> Result<(), Rejection> {
+        let sets = e.sets.as_deref().expect("a multi-label event");
+        let mut time_ns = e.timestamp_ns.unwrap_or(now_ns);
+        if self.mode == Mode::Daemon {
+            time_ns = time_ns.min(now_ns);
+        }
+        let half_side = match sets {
+            [Some(_), Some(_)] => None,
+            [Some(_), None] => Some(Side::Prediction),
+            _ => Some(Side::Label),
+        };
+        let id = e.id.as_deref();
+        if let (Some(side), Some(model)) = (half_side, self.engine.model_id(&e.model)) {
+            let id = id.expect("the decoder requires an id on halves");
+            if self.join.pending_side(model, id) == Some(side) {
+                return Err(Rejection::DuplicateId);
+            }
+        }
+        let (model, [predicted, actual]) = self.engine.admit_sets(&e.model, sets)?;
+        let Some(side) = half_side else {
+            let (p, a) = (predicted.unwrap_or_default(), actual.unwrap_or_default());
+            self.engine.record_multi(model, time_ns, &p, &a);
+            return Ok(());
+        };
+        let id = id.expect("the decoder requires an id on halves");
+        let set = predicted.or(actual).unwrap_or_default();
+        let Some(other) = self.join.take(model, id) else {
+            let mut half = Pending::new(model, id, side, u32::MAX, time_ns, now_ns, None);
+            half.set = Some(set.into_boxed_slice());
+            self.join.hold(half);
+            if self.join.len() > self.max_pending || self.join.bytes() > self.max_pending_bytes {
+                self.over_capacity();
+            }
+            return Ok(());
+        };
+        let other_set = other.set.unwrap_or_default();
+        let (pred, pred_ns, label, label_ns) = match side {
+            Side::Prediction => (&set[..], time_ns, &other_set[..], other.time_ns),
+            Side::Label => (&other_set[..], other.time_ns, &set[..], time_ns),
+        };
+        let time_ns = match self.window_by {
+            WindowBy::Completion => pred_ns.max(label_ns),
+            WindowBy::Prediction => pred_ns,
+        };
+        self.engine
+            .observe_label_delay(model, (label_ns - pred_ns) as f64 / 1e9);
+        self.engine.record_multi(model, time_ns, pred, label);
         Ok(())
     }
 

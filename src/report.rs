@@ -194,7 +194,7 @@ pub fn model_json(model: &ModelState, stats: &ModelStats, pending: [u64; 2]) -> 
             .expect("row")
             .insert(model.class_name(p).to_string(), json!(n));
     }
-    json!({
+    let mut out = json!({
         "samples": stats.samples,
         "accuracy": stats.accuracy,
         "balanced_accuracy": stats.balanced_accuracy,
@@ -217,7 +217,16 @@ pub fn model_json(model: &ModelState, stats: &ModelStats, pending: [u64; 2]) -> 
             "precision": t.prf.precision, "recall": t.prf.recall, "f1": t.prf.f1,
             "tp": t.tp, "fp": t.fp, "fn": t.fn_,
         })).collect::<Vec<_>>(),
-    })
+    });
+    if let Some(m) = &stats.multi_label {
+        // Extension E7: the same object, marked, with the multi-label figures.
+        let o = out.as_object_mut().expect("object");
+        o.insert("multi_label".into(), json!(true));
+        o.insert("majority_baseline_accuracy".into(), Value::Null);
+        o.insert("samples_average".into(), prf_json(&m.samples_average));
+        o.insert("hamming_loss".into(), json!(m.hamming_loss));
+    }
+    out
 }
 
 /// The whole report object for one scope: window, events, models.
@@ -411,16 +420,39 @@ fn text(pipeline: &mut Pipeline, scope: ScopeId) -> String {
             );
         }
         out.push('\n');
-        let _ = writeln!(
-            out,
-            "{:>width$} {:>9} {:>9} {:>9.2} {:>9}   majority baseline {:.2}",
-            "accuracy", "", "", stats.accuracy, stats.samples, stats.majority_baseline_accuracy
-        );
+        match &stats.multi_label {
+            None => {
+                let _ = writeln!(
+                    out,
+                    "{:>width$} {:>9} {:>9} {:>9.2} {:>9}   majority baseline {:.2}",
+                    "accuracy",
+                    "",
+                    "",
+                    stats.accuracy,
+                    stats.samples,
+                    stats.majority_baseline_accuracy
+                );
+            }
+            Some(m) => {
+                let _ = writeln!(
+                    out,
+                    "{:>width$} {:>9} {:>9} {:>9.2} {:>9}   hamming loss {:.4}",
+                    "subset acc", "", "", stats.accuracy, stats.samples, m.hamming_loss
+                );
+            }
+        }
+        let samples_avg = stats
+            .multi_label
+            .as_ref()
+            .map(|m| ("samples avg", &m.samples_average));
         for (name, p) in [
             ("micro avg", &stats.micro),
             ("macro avg", &stats.macro_),
             ("weighted avg", &stats.weighted),
-        ] {
+        ]
+        .into_iter()
+        .chain(samples_avg)
+        {
             let _ = writeln!(
                 out,
                 "{:>width$} {:>9.2} {:>9.2} {:>9.2} {:>9}",

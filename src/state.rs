@@ -342,4 +342,103 @@ mod tests {
         assert_eq!(m["estimated"]["accuracy"], m["accuracy"]);
         assert_eq!(m["estimated"]["samples"], 40);
     }
+
+    fn multi_label_settings() -> Settings {
+        let mut raw = crate::config::RawConfig::default();
+        raw.models.push(crate::config::raw::RawModel {
+            name: "tags".into(),
+            classes: None,
+            positive_class: None,
+            threshold: None,
+            thresholds: Vec::new(),
+            multi_label: true,
+        });
+        Settings::from_raw(raw).unwrap()
+    }
+
+    fn fresh_multi() -> Shared {
+        Shared::new(Pipeline::new(
+            &multi_label_settings(),
+            Mode::Report,
+            None,
+            &["s"],
+        ))
+    }
+
+    /// Multi-label events (extension E7): complete samples in several buckets and
+    /// halves, both sides, with class sets drawn from 4 classes.
+    fn multi_events() -> (Vec<String>, Vec<String>) {
+        let set = |i: i64, salt: i64| -> String {
+            let cs: Vec<String> = (0..4)
+                .filter(|c| (i * 7 + c * 3 + salt) % 5 < 2)
+                .map(|c| format!("\"k{c}\""))
+                .collect();
+            format!("[{}]", cs.join(","))
+        };
+        let (mut first, mut rest) = (Vec::new(), Vec::new());
+        for i in 0..60 {
+            let t = T + i * 13;
+            let (p, l) = (set(i, 0), set(i, 1));
+            if i % 3 == 0 {
+                first.push(format!(
+                    r#"{{"model":"tags","id":{i},"prediction":{p},"timestamp":{t}}}"#
+                ));
+                rest.push(format!(
+                    r#"{{"model":"tags","id":{i},"label":{l},"timestamp":{}}}"#,
+                    t + 5
+                ));
+            } else if i % 3 == 1 {
+                first.push(format!(
+                    r#"{{"model":"tags","id":{i},"label":{l},"timestamp":{t}}}"#
+                ));
+                rest.push(format!(
+                    r#"{{"model":"tags","id":{i},"prediction":{p},"timestamp":{}}}"#,
+                    t + 5
+                ));
+            } else {
+                first.push(format!(
+                    r#"{{"model":"tags","prediction":{p},"label":{l},"timestamp":{t}}}"#
+                ));
+            }
+        }
+        (first, rest)
+    }
+
+    /// Multi-label counts (all, every bucket) and pending class sets survive a restart:
+    /// the report after it equals the report of one uninterrupted run.
+    #[test]
+    fn multi_label_counts_and_pending_sets_survive_a_snapshot() {
+        let (first, rest) = multi_events();
+        let mut whole = fresh_multi();
+        feed(&mut whole, &first);
+        feed(&mut whole, &rest);
+        let mut shared = fresh_multi();
+        feed(&mut shared, &first);
+        let before = scope_json(&mut shared.pipeline, ScopeId::Window(1));
+        let mut doc: serde_json::Value = serde_json::from_slice(&capture(&shared)).unwrap();
+        // A snapshot from before the reason not_a_class_set existed has 13 counters.
+        doc["sources"][0]["rejected"]
+            .as_array_mut()
+            .unwrap()
+            .truncate(13);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        write(&path, &serde_json::to_vec(&doc).unwrap()).unwrap();
+        let mut restored = fresh_multi();
+        assert!(restore(&path, &mut restored).unwrap());
+        close(
+            &scope_json(&mut restored.pipeline, ScopeId::Window(1)),
+            &before,
+        );
+        feed(&mut restored, &rest);
+        for scope in [ScopeId::All, ScopeId::Window(1), ScopeId::Window(2)] {
+            let r = scope_json(&mut restored.pipeline, scope);
+            assert_eq!(r["models"]["tags"]["multi_label"], true);
+            close(&r, &scope_json(&mut whole.pipeline, scope));
+        }
+        // A configuration without multi_label does not misread it.
+        let mut single = fresh();
+        let err = restore(&path, &mut single).unwrap_err().to_string();
+        assert!(err.contains("multi_label for `tags`"), "{err}");
+    }
 }

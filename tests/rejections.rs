@@ -185,6 +185,7 @@ fn unknown_class() {
             positive_class: None,
             threshold: None,
             thresholds: Vec::new(),
+            multi_label: false,
         })
     });
     assert_rejected(
@@ -215,4 +216,142 @@ fn model_limit_takes_no_slot() {
         br#"{"model":"two","prediction":"a","label":"a"}"#,
         Rejection::ModelLimit,
     );
+}
+
+/// A multi-label model (extension E7), with `classes` when given.
+fn multi_label(classes: Option<&[&str]>, max_classes: usize) -> Pipeline {
+    pipeline(|r| {
+        r.limits.max_classes = max_classes;
+        r.models.push(RawModel {
+            name: "tags".into(),
+            classes: classes.map(|c| c.iter().map(|s| s.to_string()).collect()),
+            positive_class: None,
+            threshold: None,
+            thresholds: Vec::new(),
+            multi_label: true,
+        })
+    })
+}
+
+#[test]
+fn not_a_class_set_for_a_multi_label_model() {
+    let setup = [r#"{"model":"tags","prediction":["a"],"label":[]}"#];
+    for line in [
+        &br#"{"model":"tags","prediction":"a","label":["a"]}"#[..],
+        br#"{"model":"tags","prediction":["a"],"label":1}"#,
+        br#"{"model":"tags","id":1,"label":true}"#,
+    ] {
+        assert_rejected(
+            multi_label(None, 100),
+            &setup,
+            line,
+            Rejection::NotAClassSet,
+        );
+    }
+}
+
+#[test]
+fn class_sets_for_a_single_label_model_and_bad_members_are_bad_class() {
+    assert_rejected(
+        pipeline(|_| {}),
+        &[],
+        br#"{"prediction":["a"],"label":"a"}"#,
+        Rejection::BadClass,
+    );
+    for line in [
+        &br#"{"model":"tags","prediction":["a",1.5],"label":[]}"#[..],
+        br#"{"model":"tags","prediction":[["a"]],"label":[]}"#,
+        br#"{"model":"tags","prediction":{"a":1},"label":[]}"#,
+        br#"{"model":"tags","prediction":["a"],"label":2.5}"#,
+    ] {
+        assert_rejected(multi_label(None, 100), &[], line, Rejection::BadClass);
+    }
+}
+
+#[test]
+fn class_sets_over_the_class_limit() {
+    // More entries than max_classes, even if they collapse.
+    assert_rejected(
+        multi_label(None, 3),
+        &[],
+        br#"{"model":"tags","prediction":["a","a","a","a"],"label":[]}"#,
+        Rejection::ClassLimit,
+    );
+    // The union of both sets with the model's classes, each new class counted once.
+    assert_rejected(
+        multi_label(None, 3),
+        &[r#"{"model":"tags","prediction":["a"],"label":["b"]}"#],
+        br#"{"model":"tags","prediction":["c","d"],"label":["d"]}"#,
+        Rejection::ClassLimit,
+    );
+    let mut p = multi_label(None, 3);
+    assert_eq!(
+        p.ingest(
+            0,
+            br#"{"model":"tags","prediction":["a","b"],"label":["c","b"]}"#,
+            0
+        ),
+        Ok(())
+    );
+}
+
+#[test]
+fn class_sets_unknown_class_missing_id_and_duplicate_id() {
+    assert_rejected(
+        multi_label(Some(&["a", "b"]), 100),
+        &[],
+        br#"{"model":"tags","prediction":["a"],"label":["a","z"]}"#,
+        Rejection::UnknownClass,
+    );
+    assert_rejected(
+        multi_label(None, 100),
+        &[],
+        br#"{"model":"tags","prediction":["a"]}"#,
+        Rejection::MissingId,
+    );
+    assert_rejected(
+        multi_label(None, 100),
+        &[r#"{"model":"tags","id":"x","prediction":["a"]}"#],
+        br#"{"model":"tags","id":"x","prediction":["b"]}"#,
+        Rejection::DuplicateId,
+    );
+}
+
+/// Split halves of a multi-label model join by (model, id) in any order; scores are
+/// ignored; empty sets are valid.
+#[test]
+fn class_sets_join_and_count_one_vs_rest() {
+    let mut p = multi_label(None, 100);
+    for l in [
+        r#"{"model":"tags","id":1,"label":["b","a"],"timestamp":10}"#,
+        r#"{"model":"tags","prediction":[],"label":[],"scores":"ignored","timestamp":11}"#,
+        r#"{"model":"tags","id":1,"prediction":["a","c","a"],"timestamp":12}"#,
+        r#"{"model":"tags","id":2,"prediction":[],"timestamp":13}"#,
+    ] {
+        assert_eq!(p.ingest(0, l.as_bytes(), 0), Ok(()), "{l}");
+    }
+    let r = scope_json(&mut p, predmon::engine::ScopeId::All);
+    let m = &r["models"]["tags"];
+    assert_eq!(m["multi_label"], true);
+    assert_eq!(m["samples"], 2);
+    assert_eq!(m["join"]["unmatched_predictions"], 1);
+    let c = &m["classes"];
+    let counts = |k: &str| {
+        let c = &c[k];
+        (
+            c["tp"].as_u64(),
+            c["fp"].as_u64(),
+            c["fn"].as_u64(),
+            c["tn"].as_u64(),
+        )
+    };
+    assert_eq!(counts("a"), (Some(1), Some(0), Some(0), Some(1)));
+    assert_eq!(counts("b"), (Some(0), Some(0), Some(1), Some(1)));
+    assert_eq!(counts("c"), (Some(0), Some(1), Some(0), Some(1)));
+    // |P xor T| = 2 over 2 samples x 3 classes; one exact match (both empty).
+    assert!((m["hamming_loss"].as_f64().unwrap() - 2.0 / 6.0).abs() < 1e-15);
+    assert_eq!(m["accuracy"], 0.5);
+    // Per-sample F1: 2*1/(2+2) = 0.5, and 0 for the empty pair (zero_division = 0).
+    assert_eq!(m["samples_average"]["f1"], 0.25);
+    assert_eq!(m["confusion"], serde_json::json!({}));
 }

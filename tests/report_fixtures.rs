@@ -235,6 +235,8 @@ scenarios!(
     calibration_edges,
     ranking_auc,
     threshold_scores,
+    multi_label,
+    multi_label_window,
 );
 
 /// Extension E2: the calibration error tells a calibrated stream from an over-confident

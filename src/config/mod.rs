@@ -100,6 +100,8 @@ pub struct ModelSettings {
     pub threshold: Option<f64>,
     /// Extra thresholds for the positive class's precision, recall and F1, ascending.
     pub thresholds: Vec<f64>,
+    /// Predictions and labels are sets of classes (extension E7).
+    pub multi_label: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -391,8 +393,23 @@ impl Settings {
                     ));
                 }
             }
+            if m.multi_label {
+                // Ranking, thresholds and derived predictions read one class per sample.
+                for (key, set) in [
+                    ("positive_class", m.positive_class.is_some()),
+                    ("threshold", m.threshold.is_some()),
+                    ("thresholds", !m.thresholds.is_empty()),
+                ] {
+                    if set {
+                        problems.push(format!(
+                            "models[{i}].{key}: `{}` is multi_label; {key} applies to single-label models only",
+                            m.name
+                        ));
+                    }
+                }
+            }
             let positive_class = m.positive_class.clone().or_else(|| match &m.classes {
-                Some(c) if c.len() == 2 => Some(c[1].clone()),
+                Some(c) if c.len() == 2 && !m.multi_label => Some(c[1].clone()),
                 _ => None,
             });
             let in_unit = |v: f64| v.is_finite() && (0.0..=1.0).contains(&v);
@@ -433,6 +450,7 @@ impl Settings {
                 positive_class,
                 threshold: m.threshold,
                 thresholds,
+                multi_label: m.multi_label,
             });
         }
         if models.len() > max_models {

@@ -147,6 +147,9 @@ pub struct RawModel {
     /// exported (extension E6).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub thresholds: Vec<f64>,
+    /// Predictions and labels are arrays of classes (extension E7).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub multi_label: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

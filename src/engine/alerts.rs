@@ -75,7 +75,10 @@ pub fn evaluate(s: &ModelStats, t: &AlertThresholds) -> Vec<Alert> {
                 class: None,
             });
         }
-        if s.accuracy <= s.majority_baseline_accuracy + t.chance_margin + SUM_TOLERANCE {
+        // A multi-label model has no majority baseline (extension E7).
+        if s.multi_label.is_none()
+            && s.accuracy <= s.majority_baseline_accuracy + t.chance_margin + SUM_TOLERANCE
+        {
             out.push(Alert {
                 kind: AlertKind::NearChance,
                 class: None,

@@ -284,6 +284,7 @@ mod tests {
                 calibration: &Default::default(),
                 ranking: None,
                 thresholds: (&[], &[]),
+                multi: None,
             },
             &crate::config::Settings::default().alerts,
         );

@@ -6,6 +6,7 @@ pub mod alerts;
 pub mod calibration;
 pub mod counts;
 pub mod estimate;
+pub mod multilabel;
 pub mod ranking;
 pub mod stats;
 pub mod thresholds;
@@ -15,7 +16,7 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{AlertThresholds, Settings, WindowSpec};
-use crate::event::{Rejection, Side};
+use crate::event::{ClassSets, Rejection, Side};
 use calibration::{Calibrated, Calibration, ScoreFacts};
 use counts::{Dense, FloatDense, Sum};
 use estimate::{EstimateTag, OUTSIDE_RING};
@@ -110,6 +111,9 @@ pub struct ModelState {
     /// Expired pending halves, indexed by [`Side`] (prediction, label).
     pub join_expired: [u64; 2],
     pub label_delay: Histogram,
+    /// The counts of a multi-label model (extension E7); its confusion cells stay empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    multi: Option<Box<multilabel::MultiLabel>>,
 }
 
 impl ModelState {
@@ -123,6 +127,11 @@ impl ModelState {
 
     pub fn samples(&self) -> u64 {
         self.totals.samples
+    }
+
+    /// Whether predictions and labels are class sets (extension E7).
+    pub fn is_multi_label(&self) -> bool {
+        self.multi.is_some()
     }
 
     /// The `all` confusion cells (actual, predicted, count), for the counter metric.
@@ -162,6 +171,8 @@ pub struct EngineSettings {
     pub positive: FxHashMap<String, String>,
     /// Each model's extra thresholds, where it has some (extension E6).
     pub thresholds: FxHashMap<String, Vec<f64>>,
+    /// The multi-label models (extension E7).
+    pub multi_label: rustc_hash::FxHashSet<String>,
 }
 
 impl EngineSettings {
@@ -177,6 +188,12 @@ impl EngineSettings {
                 .iter()
                 .filter(|m| !m.thresholds.is_empty())
                 .map(|m| (m.name.clone(), m.thresholds.clone()))
+                .collect(),
+            multi_label: settings
+                .models
+                .iter()
+                .filter(|m| m.multi_label)
+                .map(|m| m.name.clone())
                 .collect(),
             positive: settings
                 .models
@@ -244,6 +261,12 @@ impl Engine {
                 return Err(
                     "the snapshot was written with other metrics.windows or metrics.bucket".into(),
                 );
+            }
+            if m.multi.is_some() != settings.multi_label.contains(&m.name) {
+                return Err(format!(
+                    "the snapshot was written with another models.multi_label for `{}`",
+                    m.name
+                ));
             }
             m.positive_name = settings.positive.get(&m.name).cloned();
             let thresholds = settings
@@ -375,6 +398,7 @@ impl Engine {
             late_samples: 0,
             join_expired: [0; 2],
             label_delay: Histogram::default(),
+            multi: settings.multi_label.contains(name).then(Default::default),
         };
         for c in &configured {
             state.intern(c);
@@ -383,6 +407,64 @@ impl Engine {
         self.model_index.insert(name.to_string(), id);
         self.models.push(state);
         id
+    }
+
+    /// [`Engine::admit`] for a multi-label event (extension E7): the classes of both sets
+    /// new to the model count once against `limits.max_classes`. Returns each present
+    /// set as sorted class indices.
+    #[allow(clippy::type_complexity)]
+    pub fn admit_sets(
+        &mut self,
+        model: &str,
+        sets: &ClassSets<'_>,
+    ) -> Result<(u32, [Option<Vec<u32>>; 2]), Rejection> {
+        let settings = self.settings.as_ref().expect("settings");
+        let existing = self.model_index.get(model).copied();
+        if existing.is_none() && self.models.len() >= settings.max_models {
+            return Err(Rejection::ModelLimit);
+        }
+        let state = existing.map(|m| &self.models[m as usize]);
+        let mut new: Vec<&str> = Vec::new();
+        for c in sets.iter().flatten().flatten() {
+            let known = state.is_some_and(|s| s.class_index.contains_key(c.as_ref()));
+            if !known && !new.contains(&c.as_ref()) {
+                new.push(c);
+            }
+        }
+        let have = state.map_or(0, |s| s.classes.len());
+        if have + new.len() > settings.max_classes {
+            return Err(Rejection::ClassLimit);
+        }
+        let m = match existing {
+            Some(m) => m,
+            None => self.create_model(model),
+        };
+        let state = &mut self.models[m as usize];
+        let ids = sets.each_ref().map(|set| {
+            set.as_ref().map(|set| {
+                let mut ids: Vec<u32> = set.iter().map(|c| state.intern(c)).collect();
+                ids.sort_unstable();
+                ids
+            })
+        });
+        Ok((m, ids))
+    }
+
+    /// Counts one multi-label sample (extension E7): class sets as sorted indices.
+    pub fn record_multi(&mut self, model: u32, time_ns: i64, predicted: &[u32], actual: &[u32]) {
+        self.advance_watermark(time_ns);
+        let bucket = self.bucket_of(time_ns);
+        let head = self.watermark_bucket.expect("set above");
+        let m = &mut self.models[model as usize];
+        let t = &mut m.totals;
+        t.samples += 1;
+        t.first_ns = Some(t.first_ns.map_or(time_ns, |f| f.min(time_ns)));
+        t.last_ns = Some(t.last_ns.map_or(time_ns, |l| l.max(time_ns)));
+        let span = m.ring.span();
+        let multi = m.multi.as_mut().expect("a multi-label model");
+        if !multi.record(head, span, bucket, predicted, actual) {
+            m.late_samples += 1;
+        }
     }
 
     fn bucket_of(&self, t_ns: i64) -> i64 {
@@ -607,6 +689,7 @@ impl Engine {
         }
         let positive = m.positive;
         let window_calibration;
+        let window_multi;
         let view = match scope {
             ScopeId::All => {
                 let t = &m.totals;
@@ -628,12 +711,17 @@ impl Engine {
                     calibration: &t.calibration,
                     ranking: positive.map(|p| (&t.ranking, p)),
                     thresholds: (&m.thresholds, &t.thresholds),
+                    multi: m.multi.as_ref().map(|x| &x.totals),
                 }
             }
             ScopeId::Window(w) => {
                 let s = m.ring.window_stats(w);
                 window_calibration = m.ring.window_calibration(w);
                 let sums = &m.ring.windows[w];
+                window_multi = m
+                    .multi
+                    .as_ref()
+                    .map(|x| x.window(self.watermark_bucket, sums.buckets));
                 Scope {
                     cells: &sums.cells,
                     classes,
@@ -648,6 +736,7 @@ impl Engine {
                     calibration: &window_calibration,
                     ranking: positive.map(|p| (&sums.ranking, p)),
                     thresholds: (&m.thresholds, &sums.thresholds),
+                    multi: window_multi.as_ref(),
                 }
             }
         };

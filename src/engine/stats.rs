@@ -6,6 +6,7 @@ use super::alerts::{self, Alert};
 use super::calibration::{self, Calibration, CalibrationStats};
 use super::counts::{Dense, FloatDense};
 use super::estimate::{self, EstimatedStats};
+use super::multilabel::{self, Counts, MultiLabelStats};
 use super::ranking::{self, RankingStats, ScoreHistogram};
 use super::thresholds::{self as extra, ThresholdStats};
 use crate::config::AlertThresholds;
@@ -60,6 +61,8 @@ pub struct ModelStats {
     pub ranking: Option<RankingStats>,
     /// The positive class at each extra threshold (extension E6).
     pub thresholds: Vec<ThresholdStats>,
+    /// Samples average and Hamming loss, for a multi-label model (extension E7).
+    pub multi_label: Option<MultiLabelStats>,
 }
 
 /// The counts of one scope, borrowed from the engine.
@@ -85,6 +88,8 @@ pub struct Scope<'a> {
     pub ranking: Option<(&'a ScoreHistogram, u32)>,
     /// The model's extra thresholds and their (tp, fp, fn) counts.
     pub thresholds: (&'a [f64], &'a [[u64; 3]]),
+    /// A multi-label model's counts (extension E7); its `cells` are then empty.
+    pub multi: Option<&'a Counts>,
 }
 
 /// A [`Scope`]'s counts copied out of the engine, so that a scrape can compute its
@@ -106,6 +111,7 @@ pub struct ScopeCounts {
     ranking: Option<(ScoreHistogram, u32)>,
     threshold_values: Vec<f64>,
     threshold_counts: Vec<[u64; 3]>,
+    multi: Option<Counts>,
 }
 
 impl Scope<'_> {
@@ -125,6 +131,7 @@ impl Scope<'_> {
             ranking: self.ranking.map(|(h, p)| (h.clone(), p)),
             threshold_values: self.thresholds.0.to_vec(),
             threshold_counts: self.thresholds.1.to_vec(),
+            multi: self.multi.cloned(),
         }
     }
 }
@@ -145,6 +152,7 @@ impl ScopeCounts {
             calibration: &self.calibration,
             ranking: self.ranking.as_ref().map(|(h, p)| (h, *p)),
             thresholds: (&self.threshold_values, &self.threshold_counts),
+            multi: self.multi.as_ref(),
         }
     }
 
@@ -283,7 +291,12 @@ pub fn compute(scope: &Scope, thresholds: &AlertThresholds) -> ModelStats {
             .ranking
             .map(|(h, positive)| ranking::compute(h, positive)),
         thresholds: extra::compute(scope.thresholds.0, scope.thresholds.1),
+        multi_label: None,
     };
+    if let Some(c) = scope.multi {
+        multilabel::apply(&mut stats, c, scope.configured, scope.names);
+        stats.samples_per_second = ratio(stats.samples as f64, scope.seconds);
+    }
     stats.alerts = alerts::evaluate(&stats, thresholds);
     stats
 }
@@ -316,6 +329,7 @@ mod tests {
             calibration: &Calibration::default(),
             ranking: None,
             thresholds: (&[], &[]),
+            multi: None,
         };
         compute(&scope, &crate::config::Settings::default().alerts)
     }

@@ -220,6 +220,11 @@ impl Ring {
         }
     }
 
+    /// Buckets of the longest window (0 when only `all` is configured).
+    pub fn span(&self) -> u32 {
+        self.span
+    }
+
     pub fn head(&self) -> Option<i64> {
         self.head
     }

@@ -10,7 +10,7 @@ use rustc_hash::FxHashMap;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use super::{Event, Rejection, Scores};
+use super::{ClassSets, Event, Rejection, Scores};
 use crate::config::{Settings, TimestampUnit};
 
 const MODEL: usize = 0;
@@ -75,6 +75,9 @@ pub struct Decoder {
     /// Binary models with a `threshold` (extension E6): events with scores and no
     /// prediction are predicted from the positive class's score.
     thresholded: FxHashMap<String, Thresholded>,
+    /// Models whose predictions and labels are arrays of classes (extension E7).
+    multi_label: rustc_hash::FxHashSet<String>,
+    max_classes: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -121,6 +124,13 @@ impl Decoder {
                     ))
                 })
                 .collect(),
+            multi_label: settings
+                .models
+                .iter()
+                .filter(|m| m.multi_label)
+                .map(|m| m.name.clone())
+                .collect(),
+            max_classes: settings.limits.max_classes,
         }
     }
 
@@ -198,6 +208,9 @@ impl Decoder {
         if scores_only && thresholded.is_none() {
             return Err(Rejection::NoPredictionOrLabel);
         }
+        if !self.multi_label.is_empty() && self.multi_label.contains(model.as_ref()) {
+            return self.interpret_multi(c, model, [raw_prediction, raw_label]);
+        }
         let prediction = class(raw_prediction)?;
         let label = class(raw_label)?;
         let timestamp_ns = match present(TIMESTAMP) {
@@ -263,7 +276,79 @@ impl Decoder {
             label,
             scores,
             timestamp_ns,
+            sets: None,
         })
+    }
+
+    /// A multi-label model's event (extension E7): prediction and label are arrays of
+    /// classes. Scores are neither read nor validated.
+    fn interpret_multi<'a>(
+        &self,
+        c: &Captured<'a>,
+        model: Cow<'a, str>,
+        raw: [Option<&'a RawValue>; 2],
+    ) -> Result<Event<'a>, Rejection> {
+        let mut sets: ClassSets<'a> = [None, None];
+        for (set, raw) in sets.iter_mut().zip(raw) {
+            if let Some(raw) = raw {
+                *set = Some(self.class_set(raw)?);
+            }
+        }
+        let timestamp_ns = match c[TIMESTAMP].filter(|raw| raw.get() != "null") {
+            None => None,
+            Some(raw) => {
+                Some(parse_timestamp(raw.get(), self.unit).ok_or(Rejection::BadTimestamp)?)
+            }
+        };
+        let id = match c[ID].filter(|raw| raw.get() != "null").map(scalar_text) {
+            Some(Some(Scalar::Text(s) | Scalar::Integer(s))) => Some(s),
+            _ => None,
+        };
+        if (sets[0].is_none() || sets[1].is_none()) && id.is_none() {
+            return Err(Rejection::MissingId);
+        }
+        if let Some(classes) = self.configured_classes.get(model.as_ref()) {
+            let known = |c: &Cow<'a, str>| classes.iter().any(|k| k == c);
+            if !sets.iter().flatten().flatten().all(known) {
+                return Err(Rejection::UnknownClass);
+            }
+        }
+        Ok(Event {
+            model,
+            id,
+            prediction: None,
+            label: None,
+            scores: None,
+            timestamp_ns,
+            sets: Some(Box::new(sets)),
+        })
+    }
+
+    /// A JSON array of classes, each read as a scalar class, duplicates collapsed.
+    /// A scalar class is `not_a_class_set`; more than `limits.max_classes` entries is
+    /// `class_limit` (before collapsing, so a huge array costs nothing to refuse).
+    fn class_set<'a>(&self, raw: &'a RawValue) -> Result<Vec<Cow<'a, str>>, Rejection> {
+        if scalar_text(raw).is_some() {
+            return Err(Rejection::NotAClassSet);
+        }
+        if !raw.get().starts_with('[') {
+            return Err(Rejection::BadClass);
+        }
+        let items: Vec<&'a RawValue> =
+            serde_json::from_str(raw.get()).map_err(|_| Rejection::BadClass)?;
+        if items.len() > self.max_classes {
+            return Err(Rejection::ClassLimit);
+        }
+        let mut set = Vec::with_capacity(items.len());
+        for item in items {
+            match scalar_text(item) {
+                Some(Scalar::Text(s) | Scalar::Integer(s) | Scalar::Bool(s)) => set.push(s),
+                None => return Err(Rejection::BadClass),
+            }
+        }
+        set.sort_unstable();
+        set.dedup();
+        Ok(set)
     }
 }
 
@@ -928,6 +1013,7 @@ mod tests {
                 positive_class: None,
                 threshold: None,
                 thresholds: Vec::new(),
+                multi_label: false,
             })
         });
         let e = d
@@ -963,6 +1049,46 @@ mod tests {
             reject(&d, br#"{"model":"m","prediction":"c","label":"a"}"#),
             Rejection::UnknownClass
         );
+    }
+
+    /// Extension E7: class sets normalise each member like a scalar class and collapse
+    /// duplicates; scores of a multi-label event are not read.
+    #[test]
+    fn class_sets_normalise_and_collapse() {
+        let d = decoder_with(|r| {
+            r.models.push(RawModel {
+                name: "tags".into(),
+                classes: None,
+                positive_class: None,
+                threshold: None,
+                thresholds: Vec::new(),
+                multi_label: true,
+            })
+        });
+        let e = d
+            .decode(br#"{"model":"tags","prediction":[1,"1",true,"ab",-0],"label":[],"scores":7}"#)
+            .unwrap();
+        let sets = e.sets.expect("a multi-label event");
+        assert_eq!(
+            sets[0].as_deref(),
+            Some(&["0", "1", "ab", "true"].map(Cow::Borrowed)[..])
+        );
+        assert_eq!(sets[1].as_deref(), Some(&[][..]));
+        assert!(e.prediction.is_none() && e.label.is_none() && e.scores.is_none());
+        let half = d
+            .decode(br#"{"model":"tags","id":"x","label":["b"]}"#)
+            .unwrap();
+        assert!(half.sets.unwrap()[0].is_none());
+        // Other models are untouched: a set is a bad class there.
+        assert_eq!(
+            reject(&d, br#"{"prediction":["a"],"label":"a"}"#),
+            Rejection::BadClass
+        );
+        assert!(d
+            .decode(br#"{"prediction":"a","label":"a"}"#)
+            .unwrap()
+            .sets
+            .is_none());
     }
 
     #[test]

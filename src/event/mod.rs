@@ -25,10 +25,12 @@ pub enum Rejection {
     UnknownClass,
     ClassLimit,
     ModelLimit,
+    /// A scalar prediction or label for a multi-label model (extension E7).
+    NotAClassSet,
 }
 
 impl Rejection {
-    pub const ALL: [Rejection; 13] = [
+    pub const ALL: [Rejection; 14] = [
         Rejection::InvalidJson,
         Rejection::NotAnObject,
         Rejection::TooLarge,
@@ -42,6 +44,7 @@ impl Rejection {
         Rejection::UnknownClass,
         Rejection::ClassLimit,
         Rejection::ModelLimit,
+        Rejection::NotAClassSet,
     ];
 
     pub fn code(self) -> &'static str {
@@ -59,6 +62,7 @@ impl Rejection {
             Rejection::UnknownClass => "unknown_class",
             Rejection::ClassLimit => "class_limit",
             Rejection::ModelLimit => "model_limit",
+            Rejection::NotAClassSet => "not_a_class_set",
         }
     }
 
@@ -230,7 +234,14 @@ pub struct Event<'a> {
     pub scores: Option<Scores<'a>>,
     /// Event time in nanoseconds since the Unix epoch, if the event carried one.
     pub timestamp_ns: Option<i64>,
+    /// For a multi-label model (extension E7): the prediction's and the label's class
+    /// sets, duplicates collapsed; `prediction` and `label` are then `None`. `None` for
+    /// single-label models, so their events allocate nothing for it.
+    pub sets: Option<Box<ClassSets<'a>>>,
 }
+
+/// The class sets of a multi-label event: `[prediction, label]`, each present or not.
+pub type ClassSets<'a> = [Option<Vec<Cow<'a, str>>>; 2];
 
 #[cfg(test)]
 mod tests {

@@ -654,6 +654,7 @@ mod tests {
             positive_class: None,
             threshold: None,
             thresholds: vec![0.5, 0.25],
+            multi_label: false,
         });
         let settings = Settings::from_raw(raw).unwrap();
         let mut lines = Vec::new();

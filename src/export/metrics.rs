@@ -441,13 +441,15 @@ type GaugeSpec<T> = (&'static str, &'static str, fn(&T) -> f64);
 fn window_families(d: &ScrapeData, out: &mut Out) {
     use MetricType::GAUGE;
     #[allow(clippy::type_complexity)] // a table of (name, help, accessor)
-    let model_gauges: [(&str, &str, fn(&ModelStats) -> Option<f64>); 7] = [
+    let model_gauges: [(&str, &str, fn(&ModelStats) -> Option<f64>); 8] = [
         ("predmon_window_samples", "Samples in the window.", |s| {
             Some(s.samples as f64)
         }),
-        ("predmon_accuracy", "Correct / samples.", |s| {
-            Some(s.accuracy)
-        }),
+        (
+            "predmon_accuracy",
+            "Correct / samples (multi-label: predicted set = true set).",
+            |s| Some(s.accuracy),
+        ),
         (
             "predmon_balanced_accuracy",
             "Mean recall over classes with support.",
@@ -456,7 +458,12 @@ fn window_families(d: &ScrapeData, out: &mut Out) {
         (
             "predmon_majority_baseline_accuracy",
             "Accuracy of always predicting the most frequent true class.",
-            |s| Some(s.majority_baseline_accuracy),
+            // Undefined for class sets (extension E7).
+            |s| {
+                s.multi_label
+                    .is_none()
+                    .then_some(s.majority_baseline_accuracy)
+            },
         ),
         (
             "predmon_log_loss",
@@ -473,6 +480,11 @@ fn window_families(d: &ScrapeData, out: &mut Out) {
             "Max support / min support over classes with support.",
             |s| Some(s.imbalance_ratio),
         ),
+        (
+            "predmon_hamming_loss",
+            "Multi-label models: wrongly predicted or missed classes / (samples x classes).",
+            |s| s.multi_label.map(|m| m.hamming_loss),
+        ),
     ];
     for (name, help, value) in model_gauges {
         let mut f = out.family(name, help, GAUGE);
@@ -488,17 +500,17 @@ fn window_families(d: &ScrapeData, out: &mut Out) {
     let averages: [GaugeSpec<crate::engine::stats::Prf>; 3] = [
         (
             "predmon_precision",
-            "Precision by average (micro, macro, weighted).",
+            "Precision by average (micro, macro, weighted; samples for multi-label models).",
             |p| p.precision,
         ),
         (
             "predmon_recall",
-            "Recall by average (micro, macro, weighted).",
+            "Recall by average (micro, macro, weighted; samples for multi-label models).",
             |p| p.recall,
         ),
         (
             "predmon_f1",
-            "F1 by average (micro, macro, weighted).",
+            "F1 by average (micro, macro, weighted; samples for multi-label models).",
             |p| p.f1,
         ),
     ];
@@ -506,11 +518,18 @@ fn window_families(d: &ScrapeData, out: &mut Out) {
         let mut f = out.family(name, help, GAUGE);
         for m in &d.models {
             for (window, s) in &m.scopes {
+                let samples = s
+                    .multi_label
+                    .as_ref()
+                    .map(|m| ("samples", &m.samples_average));
                 for (avg, prf) in [
                     ("micro", &s.micro),
                     ("macro", &s.macro_),
                     ("weighted", &s.weighted),
-                ] {
+                ]
+                .into_iter()
+                .chain(samples)
+                {
                     f.gauge(
                         &[("model", &m.name), ("window", window), ("average", avg)],
                         value(prf),
