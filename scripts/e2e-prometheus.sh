@@ -52,12 +52,13 @@ TMP=$(mktemp -d)
 PREDMON_PID=""
 PROM_PID=""
 TLS_PID=""
+FEED_PID=""
 cleanup() {
   local pid
-  for pid in $PROM_PID $PREDMON_PID $TLS_PID; do
+  for pid in $PROM_PID $PREDMON_PID $TLS_PID $FEED_PID; do
     kill "$pid" 2>/dev/null
   done
-  for pid in $PROM_PID $PREDMON_PID $TLS_PID; do
+  for pid in $PROM_PID $PREDMON_PID $TLS_PID $FEED_PID; do
     # up to 5 s for a clean exit, then SIGKILL
     for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$pid" 2>/dev/null
@@ -167,7 +168,43 @@ name = "generate"
 rate = 2000.0
 label_delay = "1s"
 seed = 42
+
+# a multi-label model (the generator writes single-label events only): the Hamming-loss
+# and samples-F1 panel needs one; its events are appended to a file while the test runs
+[[models]]
+name = "tagger-v1"
+multi_label = true
+
+[[sources]]
+type = "file"
+name = "multilabel"
+paths = ["$TMP/multilabel.jsonl"]
+start_at = "beginning"
+poll_interval = "100ms"
 EOF
+# 20 multi-label events per second, no timestamp (arrival time), every third one split in
+# two halves; about 90% of each true set predicted, few extra classes: no quality alert.
+: >"$TMP/multilabel.jsonl"
+"$PY" - "$TMP/multilabel.jsonl" <<'FEED' &
+import json, random, sys, time
+rng, tags, i = random.Random(7), ["news", "sports", "tech", "health"], 0
+while True:
+    with open(sys.argv[1], "a") as f:
+        for _ in range(10):
+            i += 1
+            truth = [t for t in tags if rng.random() < 0.45]
+            pred = [t for t in truth if rng.random() < 0.9] + [
+                t for t in tags if t not in truth and rng.random() < 0.05]
+            if i % 3:
+                events = [{"model": "tagger-v1", "prediction": pred, "label": truth}]
+            else:
+                events = [{"model": "tagger-v1", "id": i, "prediction": pred},
+                          {"model": "tagger-v1", "id": i, "label": truth}]
+            for e in events:
+                f.write(json.dumps(e) + "\n")
+    time.sleep(0.5)
+FEED
+FEED_PID=$!
 PREDMON_LOG=warn "$BIN" run --config "$TMP/predmon.toml" >"$TMP/predmon.log" 2>&1 &
 PREDMON_PID=$!
 if wait_http "http://127.0.0.1:$PREDMON_PORT/readyz" 20 "$PREDMON_PID"; then

@@ -219,7 +219,7 @@ fn model_limit_takes_no_slot() {
 }
 
 /// A multi-label model (extension E7), with `classes` when given.
-fn multi_label(classes: Option<&[&str]>, max_classes: usize) -> Pipeline {
+fn multi_label(classes: Option<&[&str]>, max_classes: i64) -> Pipeline {
     pipeline(|r| {
         r.limits.max_classes = max_classes;
         r.models.push(RawModel {
