@@ -171,6 +171,23 @@ def fixture_series() -> list[dict]:
                                    ("near_chance", ""), ("label_imbalance", "")):
                     firing = 1 if (model, alert) == ("churn", "recall_collapse") else 0
                     out.append(_series("predmon_alert", dict(mw, alert=alert, **{"class": cls}), _const(firing)))
+        # a multi-label model (E7): no confusion counter and no majority baseline; the
+        # Hamming loss and the samples average besides the usual figures
+        mb = dict(base, model="tagger")
+        out.append(_series("predmon_samples_total", mb, _ramp(20)))
+        for w in windows:
+            mw = dict(mb, window=w)
+            out.append(_series("predmon_window_samples", mw, _const(100)))
+            out.append(_series("predmon_accuracy", mw, _const(0.55)))
+            out.append(_series("predmon_hamming_loss", mw, _const(0.12)))
+            for avg in ("micro", "macro", "weighted", "samples"):
+                for m in ("predmon_precision", "predmon_recall", "predmon_f1"):
+                    out.append(_series(m, dict(mw, average=avg), _const(0.8)))
+            for cls, (s_, p, t) in {"news": (50, 45, 40), "sports": (30, 35, 25)}.items():
+                mc = dict(mw, **{"class": cls})
+                out.append(_series("predmon_class_support", mc, _const(s_)))
+                out.append(_series("predmon_class_predicted", mc, _const(p)))
+                out.append(_series("predmon_class_true_positives", mc, _const(t)))
     return out
 
 

@@ -59,6 +59,7 @@ fn decoders() -> &'static Decoders {
                 positive_class: None,
                 threshold: None,
                 thresholds: Vec::new(),
+                multi_label: false,
             })
         })),
     })
@@ -251,6 +252,7 @@ fn join_settings() -> &'static Settings {
                 positive_class: None,
                 threshold: None,
                 thresholds: Vec::new(),
+                multi_label: false,
             });
         })
     })
