@@ -34,9 +34,9 @@ pub struct Pending {
     #[serde(default, skip_serializing_if = "is_no_estimate")]
     pub estimate: EstimateTag,
     /// A multi-label half's class set (extension E7): sorted class indices; `class` is
-    /// then unused.
+    /// then unused. Boxed twice so that it costs single-label halves 8 bytes, not 16.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub set: Option<Box<[u32]>>,
+    pub set: Option<Box<Box<[u32]>>>,
     #[serde(skip)]
     hash: u64,
 }
@@ -60,7 +60,10 @@ impl Pending {
     /// table, its id, and the scores or class set it holds.
     pub fn footprint(&self) -> usize {
         let scores = self.scores.as_ref().map_or(0, |s| heap(s.packed_len()));
-        let set = self.set.as_ref().map_or(0, |s| heap(4 * s.len()));
+        let set = self
+            .set
+            .as_ref()
+            .map_or(0, |s| heap(16) + heap(4 * s.len()));
         std::mem::size_of::<Option<Pending>>()
             + 2 * std::mem::size_of::<u64>()
             + heap(self.id.len())

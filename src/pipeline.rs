@@ -388,14 +388,14 @@ impl Pipeline {
         let set = predicted.or(actual).unwrap_or_default();
         let Some(other) = self.join.take(model, id) else {
             let mut half = Pending::new(model, id, side, u32::MAX, time_ns, now_ns, None);
-            half.set = Some(set.into_boxed_slice());
+            half.set = Some(Box::new(set.into_boxed_slice()));
             self.join.hold(half);
             if self.join.len() > self.max_pending || self.join.bytes() > self.max_pending_bytes {
                 self.over_capacity();
             }
             return Ok(());
         };
-        let other_set = other.set.unwrap_or_default();
+        let other_set = other.set.map(|s| *s).unwrap_or_default();
         let (pred, pred_ns, label, label_ns) = match side {
             Side::Prediction => (&set[..], time_ns, &other_set[..], other.time_ns),
             Side::Label => (&other_set[..], other.time_ns, &set[..], time_ns),
