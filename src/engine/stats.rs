@@ -5,6 +5,7 @@
 use super::alerts::{self, Alert};
 use super::calibration::{self, Calibration, CalibrationStats};
 use super::counts::{Dense, FloatDense};
+use super::drift::{self, DriftStats, Predictions, Reference};
 use super::estimate::{self, EstimatedStats};
 use super::ranking::{self, RankingStats, ScoreHistogram};
 use super::thresholds::{self as extra, ThresholdStats};
@@ -60,6 +61,8 @@ pub struct ModelStats {
     pub ranking: Option<RankingStats>,
     /// The positive class at each extra threshold (extension E6).
     pub thresholds: Vec<ThresholdStats>,
+    /// Distribution shift against the reference (extension E5).
+    pub drift: DriftStats,
 }
 
 /// The counts of one scope, borrowed from the engine.
@@ -85,6 +88,8 @@ pub struct Scope<'a> {
     pub ranking: Option<(&'a ScoreHistogram, u32)>,
     /// The model's extra thresholds and their (tp, fp, fn) counts.
     pub thresholds: (&'a [f64], &'a [[u64; 3]]),
+    /// Predictions counted on arrival in scope, and the model's reference.
+    pub drift: (&'a Predictions, Option<&'a Reference>),
 }
 
 /// A [`Scope`]'s counts copied out of the engine, so that a scrape can compute its
@@ -283,6 +288,7 @@ pub fn compute(scope: &Scope, thresholds: &AlertThresholds) -> ModelStats {
             .ranking
             .map(|(h, positive)| ranking::compute(h, positive)),
         thresholds: extra::compute(scope.thresholds.0, scope.thresholds.1),
+        drift: drift::compute(scope.drift.0, scope.drift.1),
     };
     stats.alerts = alerts::evaluate(&stats, thresholds);
     stats
@@ -316,6 +322,7 @@ mod tests {
             calibration: &Calibration::default(),
             ranking: None,
             thresholds: (&[], &[]),
+            drift: (&Predictions::default(), None),
         };
         compute(&scope, &crate::config::Settings::default().alerts)
     }

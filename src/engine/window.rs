@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::calibration::{Calibrated, Calibration};
 use super::counts::{Dense, FloatDense, Sum};
+use super::drift::{BucketPredictions, Predictions};
 use super::ranking::{ScoreHistogram, SparseHistogram};
 
 /// Per-bucket scalars besides the confusion cells.
@@ -79,6 +80,9 @@ struct ClosedBucket {
     /// (tp, fp, fn) at each extra threshold (extension E6).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     thresholds: Vec<[u32; 3]>,
+    /// Predictions counted on arrival, labelled or not (extension E5).
+    #[serde(default, skip_serializing_if = "BucketPredictions::is_empty")]
+    drift: BucketPredictions,
 }
 
 impl ClosedBucket {
@@ -111,6 +115,9 @@ pub struct WindowSums {
     /// (tp, fp, fn) at each extra threshold (extension E6).
     #[serde(default)]
     pub thresholds: Vec<[u64; 3]>,
+    /// Predictions placed in the window's buckets (extension E5).
+    #[serde(default)]
+    pub drift: Predictions,
 }
 
 /// Where a recorded sample landed.
@@ -143,6 +150,8 @@ pub struct Ring {
     head_ranking: SparseHistogram,
     #[serde(default)]
     head_thresholds: Vec<[u32; 3]>,
+    #[serde(default)]
+    head_drift: Predictions,
     /// Non-empty buckets older than the head and inside the span, oldest first.
     closed: VecDeque<ClosedBucket>,
     pub windows: Vec<WindowSums>,
@@ -163,6 +172,7 @@ impl Ring {
             head_calibration: Calibration::default(),
             head_ranking: SparseHistogram::default(),
             head_thresholds: Vec::new(),
+            head_drift: Predictions::default(),
             closed: VecDeque::new(),
             windows: lengths
                 .iter()
@@ -174,6 +184,7 @@ impl Ring {
                     estimated: 0,
                     ranking: ScoreHistogram::default(),
                     thresholds: Vec::new(),
+                    drift: Predictions::default(),
                 })
                 .collect(),
         }
@@ -266,6 +277,7 @@ impl Ring {
                         calibration: None,
                         ranking: SparseHistogram::default(),
                         thresholds: Vec::new(),
+                        drift: BucketPredictions::default(),
                     },
                 );
             }
@@ -319,6 +331,7 @@ impl Ring {
                         w[i] -= b[i] as u64;
                     }
                 }
+                w.drift.sub(&b.drift);
             }
         }
         let oldest_kept = bucket - self.span as i64 + 1;
@@ -344,7 +357,7 @@ impl Ring {
         }
         self.head_estimate_touched.clear();
         estimate.cells.sort_by_key(|c| (c.1, c.0));
-        if self.head_stats.samples == 0 && estimate.count == 0 {
+        if self.head_stats.samples == 0 && estimate.count == 0 && self.head_drift.count == 0 {
             return;
         }
         let mut cells = Vec::with_capacity(self.head_touched.len());
@@ -365,6 +378,7 @@ impl Ring {
             calibration: (calibration.samples > 0).then(|| Box::new(calibration)),
             ranking: std::mem::take(&mut self.head_ranking),
             thresholds: std::mem::take(&mut self.head_thresholds),
+            drift: self.head_drift.take_sparse(),
         });
     }
 
@@ -411,6 +425,7 @@ impl Ring {
                         calibration: None,
                         ranking: SparseHistogram::default(),
                         thresholds: Vec::new(),
+                        drift: BucketPredictions::default(),
                     },
                 );
             }
@@ -472,6 +487,44 @@ impl Ring {
                 super::thresholds::add(&mut w.thresholds, hits, 1);
             }
         }
+    }
+
+    /// Counts a prediction of `class` (score bin `bin`) whose time falls in bucket
+    /// `bucket`: in that bucket, or the head when it is newer (a prediction does not move
+    /// the head); nowhere when it is older than the ring. Returns whether it was placed.
+    pub fn record_prediction(&mut self, bucket: i64, class: u32, bin: Option<u8>) -> bool {
+        let Some(placed) = self.estimate_placement(bucket) else {
+            return false;
+        };
+        let head = self.head.expect("placed in the ring");
+        let age = head - placed;
+        if age == 0 {
+            self.head_drift.add(class, bin);
+        } else {
+            let at = self.closed.partition_point(|b| b.index < placed);
+            if self.closed.get(at).is_none_or(|b| b.index != placed) {
+                self.closed.insert(
+                    at,
+                    ClosedBucket {
+                        index: placed,
+                        cells: Vec::new(),
+                        stats: BucketStats::default(),
+                        estimate: BucketEstimate::default(),
+                        calibration: None,
+                        ranking: SparseHistogram::default(),
+                        thresholds: Vec::new(),
+                        drift: BucketPredictions::default(),
+                    },
+                );
+            }
+            self.closed[at].drift.add(class, bin);
+        }
+        for w in &mut self.windows {
+            if age < w.buckets as i64 {
+                w.drift.add(class, bin);
+            }
+        }
+        true
     }
 
     /// Forgets every count made at extra thresholds (they changed in the configuration).
