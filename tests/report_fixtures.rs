@@ -235,6 +235,8 @@ scenarios!(
     calibration_edges,
     ranking_auc,
     threshold_scores,
+    drift_shift,
+    drift_shift_window,
 );
 
 /// Extension E2: the calibration error tells a calibrated stream from an over-confident

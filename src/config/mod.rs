@@ -759,7 +759,9 @@ mod tests {
             .unwrap_err();
         let msg = err.to_string();
         assert!(
-            msg.contains("drift.reference: `15s` is not a positive multiple of metrics.bucket (10s)"),
+            msg.contains(
+                "drift.reference: `15s` is not a positive multiple of metrics.bucket (10s)"
+            ),
             "{msg}"
         );
         assert!(
@@ -767,7 +769,11 @@ mod tests {
             "{msg}"
         );
         let err = load_toml("[drift]\nreference = \"soon\"\n").unwrap_err();
-        assert!(err.to_string().contains("drift.reference: `soon` is not a duration"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("drift.reference: `soon` is not a duration"),
+            "{err}"
+        );
         let s = load_toml("[drift]\nreference = \"30m\"\n").unwrap();
         assert_eq!(s.drift.reference, Duration::from_secs(1800));
     }

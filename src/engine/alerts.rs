@@ -90,8 +90,7 @@ pub fn evaluate(s: &ModelStats, t: &AlertThresholds) -> Vec<Alert> {
     let d = &s.drift;
     let reference = d.reference.map_or(0, |r| r.3);
     if let Some(psi) = d.prediction_psi {
-        if psi >= t.psi_threshold && d.predictions >= t.min_samples && reference >= t.min_samples
-        {
+        if psi >= t.psi_threshold && d.predictions >= t.min_samples && reference >= t.min_samples {
             out.push(Alert {
                 kind: AlertKind::DistributionShift,
                 class: None,

@@ -223,7 +223,15 @@ pub fn compute(current: &Predictions, reference: Option<&Reference>) -> DriftSta
         score_psi: complete
             .then(|| psi(score_bins.iter().copied(), current.scored, r.scored))
             .flatten(),
-        reference: reference.map(|r| (r.start_ns, r.end_ns, r.complete, r.counts.count, r.counts.scored)),
+        reference: reference.map(|r| {
+            (
+                r.start_ns,
+                r.end_ns,
+                r.complete,
+                r.counts.count,
+                r.counts.scored,
+            )
+        }),
         classes,
         score_bins,
     }
@@ -272,7 +280,10 @@ mod tests {
         r.observe(200, 2, None);
         r.observe(150, 2, None); // out of order, after the freeze
         assert!(r.complete);
-        assert_eq!((r.counts.classes.as_slice(), r.counts.count), (&[1, 1][..], 2));
+        assert_eq!(
+            (r.counts.classes.as_slice(), r.counts.count),
+            (&[1, 1][..], 2)
+        );
         assert_eq!(r.counts.scored, 1);
     }
 
@@ -287,6 +298,9 @@ mod tests {
         assert_eq!(p.count, 0);
         assert_eq!(b.classes, [(0, 1), (3, 2)]);
         w.sub(&b);
-        assert_eq!((w.count, w.scored, w.classes.iter().sum::<u64>()), (0, 0, 0));
+        assert_eq!(
+            (w.count, w.scored, w.classes.iter().sum::<u64>()),
+            (0, 0, 0)
+        );
     }
 }

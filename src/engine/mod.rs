@@ -267,8 +267,7 @@ impl Engine {
                 m.totals.thresholds.clear();
                 m.ring.clear_thresholds();
             }
-            if m
-                .reference
+            if m.reference
                 .as_ref()
                 .is_some_and(|r| r.end_ns - r.start_ns != settings.reference_ns)
             {

@@ -898,7 +898,9 @@ fn drift_families(d: &ScrapeData, out: &mut Out) {
         }
         f.done(out);
     }
-    let bins: Vec<String> = (0..SCORE_BINS).map(|i| format!("{:.1}", edge(i + 1))).collect();
+    let bins: Vec<String> = (0..SCORE_BINS)
+        .map(|i| format!("{:.1}", edge(i + 1)))
+        .collect();
     let mut classes = out.family(
         "predmon_drift_predictions",
         "Predictions counted on arrival, labelled or not, by predicted class (additive).",
