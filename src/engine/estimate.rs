@@ -284,6 +284,7 @@ mod tests {
                 calibration: &Default::default(),
                 ranking: None,
                 thresholds: (&[], &[]),
+                drift: (&Default::default(), None),
             },
             &crate::config::Settings::default().alerts,
         );
