@@ -246,10 +246,12 @@ mod tests {
         assert_eq!(score_bin(0.0), 0);
         assert_eq!(score_bin(0.1), 1);
         assert_eq!(score_bin(0.1 - 1e-12), 0);
-        // linspace(0, 1, 11)[3] is 0.30000000000000004: 0.3 is still in bin 2
+        // linspace(0, 1, 11)[3] is 0.30000000000000004: 0.3 is still in bin 2, as
+        // np.histogram([0.3, 0.7], bins=np.linspace(0, 1, 11)) puts it (and 0.7 in 6)
         assert_eq!(score_bin(0.3), 2);
         assert_eq!(score_bin(edge(3)), 3);
-        assert_eq!(score_bin(0.7), 7);
+        assert_eq!(score_bin(0.7), 6);
+        assert_eq!(score_bin(0.8), 8);
         assert_eq!(score_bin(0.99), 9);
         assert_eq!(score_bin(1.0), 9);
     }

@@ -720,6 +720,54 @@ mod tests {
         }
     }
 
+    /// Prediction counts of the windows equal a recomputation from the placed
+    /// predictions: newer than the head go to the head, older than the ring nowhere.
+    #[test]
+    fn prediction_counts_in_windows_equal_recomputation() {
+        let mut ring = Ring::new(&[1, 3, 6], 2);
+        let mut placed: Vec<(i64, u32, Option<u8>)> = Vec::new();
+        let stream = [
+            (10, true, 0),
+            (12, false, 1),
+            (11, false, 2),
+            (13, true, 1),
+            (3, false, 0),
+            (20, true, 2),
+            (16, false, 1),
+            (14, false, 0),
+            (40, true, 1),
+            (45, false, 2),
+            (39, false, 0),
+        ];
+        for (i, &(b, sample, class)) in stream.iter().enumerate() {
+            if sample {
+                ring.record(b, 0, 0, None);
+            }
+            let bin = (i % 3 != 0).then_some((i % 10) as u8);
+            let at = ring.head().map(|h| b.min(h));
+            if ring.record_prediction(b, class, bin) {
+                placed.push((at.unwrap(), class, bin));
+            } else {
+                assert!(at.is_none_or(|p| ring.head().unwrap() - p >= 6), "{b}");
+            }
+            let head = ring.head().unwrap_or(0);
+            for w in &ring.windows {
+                let mut brute = Predictions::default();
+                for &(p, c, bin) in &placed {
+                    if head - p < w.buckets as i64 {
+                        brute.add(c, bin);
+                    }
+                }
+                assert_eq!(w.drift.count, brute.count, "after {b}");
+                assert_eq!(w.drift.scores, brute.scores, "after {b}");
+                for c in 0..3 {
+                    let get = |v: &Vec<u64>| v.get(c).copied().unwrap_or(0);
+                    assert_eq!(get(&w.drift.classes), get(&brute.classes), "after {b}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn loss_is_summed_over_the_window_buckets() {
         let mut ring = Ring::new(&[2], 2);
