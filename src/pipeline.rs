@@ -268,15 +268,23 @@ impl Pipeline {
                 e.scores.as_ref().map(|s| s.to_owned_scores(classes)),
             );
             if side == Side::Prediction {
-                let score = e.scores.as_ref().map(|s| {
-                    drift_score(borrowed_facts(
-                        &mut self.engine,
+                // One linear pass over the scores (no per-key lookup): a half may carry
+                // thousands of keys.
+                let score = e.scores.as_ref().map(|s| match s {
+                    Scores::Object(pairs) => self.engine.drift_score(
                         model,
                         class,
+                        pairs.iter().map(|(k, p)| (k.as_ref(), *p)),
+                    ),
+                    Scores::Array(ps) => self.engine.drift_score(
+                        model,
                         class,
-                        s,
-                        classes,
-                    ))
+                        classes
+                            .unwrap_or(&[])
+                            .iter()
+                            .map(String::as_str)
+                            .zip(ps.iter().copied()),
+                    ),
                 });
                 self.engine.record_prediction(model, class, time_ns, score);
             }

@@ -485,6 +485,26 @@ impl Engine {
         }
     }
 
+    /// The drift score of a prediction of class `predicted` with scores `pairs`: the
+    /// positive class's score for a model with one, else the predicted class's; 0 when
+    /// absent; duplicates: the last wins (as [`Engine::score_facts`] reads them).
+    pub fn drift_score<'a>(
+        &self,
+        model: u32,
+        predicted: u32,
+        pairs: impl Iterator<Item = (&'a str, f64)>,
+    ) -> f64 {
+        let m = &self.models[model as usize];
+        let target = m
+            .positive_name
+            .as_deref()
+            .unwrap_or_else(|| m.class_name(predicted));
+        pairs
+            .filter(|(k, _)| *k == target)
+            .last()
+            .map_or(0.0, |(_, p)| p)
+    }
+
     /// Adds the expected cells of an unlabelled prediction of class `predicted` at
     /// `time_ns` with scores `pairs` (class name, p); see [`estimate`]. Returns the tag
     /// the pending half keeps, which says nothing was added when no known class has a
