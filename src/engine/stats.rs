@@ -111,6 +111,8 @@ pub struct ScopeCounts {
     ranking: Option<(ScoreHistogram, u32)>,
     threshold_values: Vec<f64>,
     threshold_counts: Vec<[u64; 3]>,
+    drift: Predictions,
+    reference: Option<Reference>,
 }
 
 impl Scope<'_> {
@@ -130,6 +132,8 @@ impl Scope<'_> {
             ranking: self.ranking.map(|(h, p)| (h.clone(), p)),
             threshold_values: self.thresholds.0.to_vec(),
             threshold_counts: self.thresholds.1.to_vec(),
+            drift: self.drift.0.clone(),
+            reference: self.drift.1.cloned(),
         }
     }
 }
@@ -150,6 +154,7 @@ impl ScopeCounts {
             calibration: &self.calibration,
             ranking: self.ranking.as_ref().map(|(h, p)| (h, *p)),
             thresholds: (&self.threshold_values, &self.threshold_counts),
+            drift: (&self.drift, self.reference.as_ref()),
         }
     }
 
