@@ -110,6 +110,13 @@ def fixture_series() -> list[dict]:
                 out.append(_series("predmon_label_delay_seconds_bucket", dict(mb, le=le), _ramp(c)))
             out.append(_series("predmon_label_delay_seconds_count", mb, _ramp(50)))
             out.append(_series("predmon_label_delay_seconds_sum", mb, _ramp(400)))
+            out.append(_series("predmon_drift_reference_complete", mb, _const(1)))
+            for cls, (s, p, t) in classes.items():
+                out.append(_series("predmon_drift_reference_predictions", dict(mb, **{"class": cls}),
+                                   _const(p + 10)))
+            for b, k in (("0.1", 35), ("0.5", 45), ("1.0", 40)):
+                out.append(_series("predmon_drift_reference_score_predictions", dict(mb, bin=b),
+                                   _const(k)))
             names = list(classes)
             for actual in names:
                 s, _, t = classes[actual]
@@ -167,8 +174,16 @@ def fixture_series() -> list[dict]:
                     out.append(_series("predmon_calibration_bin_samples", mb_, _const(10 + i)))
                     out.append(_series("predmon_calibration_bin_correct", mb_, _const(6 + i)))
                     out.append(_series("predmon_calibration_bin_summed_confidence", mb_, _const(6.5 + i)))
+                out.append(_series("predmon_prediction_psi", mw, _const(0.05)))
+                out.append(_series("predmon_score_psi", mw, _const(0.08)))
+                for cls, (s, p, t) in classes.items():
+                    out.append(_series("predmon_drift_predictions", dict(mw, **{"class": cls}),
+                                       _const(p + 20)))
+                for b, k in (("0.1", 30), ("0.5", 50), ("1.0", 40)):
+                    out.append(_series("predmon_drift_score_predictions", dict(mw, bin=b), _const(k)))
                 for alert, cls in (("recall_collapse", "yes"), ("prediction_collapse", "no"),
-                                   ("near_chance", ""), ("label_imbalance", "")):
+                                   ("near_chance", ""), ("label_imbalance", ""),
+                                   ("distribution_shift", "")):
                     firing = 1 if (model, alert) == ("churn", "recall_collapse") else 0
                     out.append(_series("predmon_alert", dict(mw, alert=alert, **{"class": cls}), _const(firing)))
         # a multi-label model (E7): no confusion counter and no majority baseline; the

@@ -156,6 +156,10 @@ bucket = "10s"
 path = "$TMP/state.json"
 interval = "1s"
 
+# a reference period that completes within the run: the drift panels and rule need it
+[drift]
+reference = "10s"
+
 # the generator's binary model: ROC/PR AUC and the extra-threshold panels need a positive class
 [[models]]
 name = "fraud-v3"

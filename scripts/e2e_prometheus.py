@@ -53,6 +53,9 @@ ALERTS = {
                           "fraud-v3's accuracy is its majority baseline"),
     "PredmonLabelImbalance": ("inactive", None,
                               "the generator's Zipf(1) classes are at most 4:1 apart (threshold 10)"),
+    "PredmonDistributionShift": ("inactive", None,
+                                 "the generator's class mix does not change, so no model's "
+                                 "predictions drift from its 10 s reference period"),
     "PredmonDown": ("inactive", None, "the predmon target is up"),
     "PredmonIngestionStalled": ("inactive", None, "2000 events/s are read"),
     "PredmonSourceDown": ("inactive", None, "the generate source is up"),
@@ -75,6 +78,7 @@ RECORD_VS_GAUGE = [
     ("predmon:balanced_accuracy:sum", "predmon_balanced_accuracy", ""),
     ("predmon:majority_baseline_accuracy:sum", "predmon_majority_baseline_accuracy", ""),
     ("predmon:imbalance_ratio:sum", "predmon_imbalance_ratio", ""),
+    ("predmon:prediction_psi:sum", "predmon_prediction_psi", ""),
 ] + [
     (f"predmon:{m}:sum", f"predmon_{m}", f'average="{a}"')
     for m in ("precision", "recall", "f1")

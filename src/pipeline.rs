@@ -267,6 +267,8 @@ impl Pipeline {
                 calibration: facts.map(|f| f.calibrated(actual == predicted)),
                 positive: facts.and_then(|f| f.positive),
             });
+            self.engine
+                .record_prediction(model, predicted, time_ns, facts.map(drift_score));
             return Ok(());
         };
         let id =
@@ -287,6 +289,27 @@ impl Pipeline {
                 now_ns,
                 e.scores.as_ref().map(|s| s.to_owned_scores(classes)),
             );
+            if side == Side::Prediction {
+                // One linear pass over the scores (no per-key lookup): a half may carry
+                // thousands of keys.
+                let score = e.scores.as_ref().map(|s| match s {
+                    Scores::Object(pairs) => self.engine.drift_score(
+                        model,
+                        class,
+                        pairs.iter().map(|(k, p)| (k.as_ref(), *p)),
+                    ),
+                    Scores::Array(ps) => self.engine.drift_score(
+                        model,
+                        class,
+                        classes
+                            .unwrap_or(&[])
+                            .iter()
+                            .map(String::as_str)
+                            .zip(ps.iter().copied()),
+                    ),
+                });
+                self.engine.record_prediction(model, class, time_ns, score);
+            }
             if let (Side::Prediction, Some(scores)) = (side, &e.scores) {
                 // The borrowed scores are the held ones, and cheaper to read.
                 half.estimate = match scores {
@@ -355,6 +378,12 @@ impl Pipeline {
             calibration: facts.map(|f| f.calibrated(a == p)),
             positive: facts.and_then(|f| f.positive),
         });
+        if side == Side::Prediction {
+            // Scores only the prediction carried (the facts above are from them then).
+            let score = e.scores.as_ref().and(facts).map(drift_score);
+            self.engine
+                .record_prediction(model, pred_class, pred_ns, score);
+        }
         Ok(())
     }
 
@@ -454,6 +483,12 @@ impl Pipeline {
     pub fn mode(&self) -> Mode {
         self.mode
     }
+}
+
+/// The score whose distribution E5 compares: the positive class's, for a model with one,
+/// else the predicted class's.
+fn drift_score(f: ScoreFacts) -> f64 {
+    f.positive.map_or(f.p_predicted, |p| p.0)
 }
 
 /// [`Engine::score_facts`] of scores still borrowed from the line.

@@ -11,6 +11,7 @@ use serde_json::{json, Map, Value};
 use crate::config::{parse_duration, Settings, WindowSpec};
 use crate::engine::alerts::{Alert, AlertKind};
 use crate::engine::calibration::{self, CalibrationStats};
+use crate::engine::drift::{self, DriftStats};
 use crate::engine::estimate::EstimatedStats;
 use crate::engine::ranking::RankingStats;
 use crate::engine::stats::{ModelStats, Prf};
@@ -171,6 +172,39 @@ fn ranking_json(model: &ModelState, r: &Option<RankingStats>) -> Value {
     }
 }
 
+/// The `drift` object (extension E5): predictions on arrival against the reference.
+fn drift_json(model: &ModelState, d: &DriftStats) -> Value {
+    let mut classes = Map::new();
+    for &(c, n, r) in &d.classes {
+        classes.insert(
+            model.class_name(c).to_string(),
+            json!({"predictions": n, "reference": r}),
+        );
+    }
+    let bins: Vec<Value> = d
+        .score_bins
+        .iter()
+        .enumerate()
+        .map(|(i, &(n, r))| {
+            json!({"lower": drift::edge(i), "upper": drift::edge(i + 1),
+                   "predictions": n, "reference": r})
+        })
+        .collect();
+    let seconds = |ns: i64| ns.div_euclid(1_000_000_000);
+    json!({
+        "predictions": d.predictions,
+        "scored": d.scored,
+        "prediction_psi": d.prediction_psi,
+        "score_psi": d.score_psi,
+        "reference": d.reference.map(|(start, end, complete, n, scored)| json!({
+            "start": seconds(start), "end": seconds(end), "complete": complete,
+            "predictions": n, "scored": scored,
+        })),
+        "classes": classes,
+        "score_bins": bins,
+    })
+}
+
 /// One model's report object (Section 5) for one scope.
 pub fn model_json(model: &ModelState, stats: &ModelStats, pending: [u64; 2]) -> Value {
     let mut classes = Map::new();
@@ -217,6 +251,7 @@ pub fn model_json(model: &ModelState, stats: &ModelStats, pending: [u64; 2]) -> 
             "precision": t.prf.precision, "recall": t.prf.recall, "f1": t.prf.f1,
             "tp": t.tp, "fp": t.fp, "fn": t.fn_,
         })).collect::<Vec<_>>(),
+        "drift": drift_json(model, &stats.drift),
     });
     if let Some(m) = &stats.multi_label {
         // Extension E7: the same object, marked, with the multi-label figures.
@@ -350,6 +385,12 @@ pub fn describe_alert(
             "near chance: accuracy {:.3} is within {:.2} of the majority baseline {:.3}; the model has learned little beyond the class prior",
             stats.accuracy, t.chance_margin, stats.majority_baseline_accuracy
         ),
+        (AlertKind::DistributionShift, _) => format!(
+            "distribution shift: the predicted classes' PSI against the model's reference period is {:.3} over {} predictions (threshold {:.2}); its inputs or its behaviour changed, labels or not",
+            stats.drift.prediction_psi.unwrap_or(0.0),
+            stats.drift.predictions,
+            t.psi_threshold
+        ),
         (kind, None) => kind.code().to_string(),
     }
 }
@@ -467,6 +508,21 @@ fn text(pipeline: &mut Pipeline, scope: ScopeId) -> String {
             "\nbalanced accuracy {:.4}, log loss {log_loss}, {:.3} samples/s, imbalance ratio {:.2}",
             stats.balanced_accuracy, stats.samples_per_second, stats.imbalance_ratio
         );
+        let d = &stats.drift;
+        if let Some((start, end, complete, n, _)) = d.reference {
+            let psi = |p: Option<f64>| p.map_or("n/a".to_string(), |p| format!("{p:.4}"));
+            let _ = writeln!(
+                out,
+                "drift: {} predictions, prediction PSI {}, score PSI {} against the reference {}..{} (epoch seconds, {} predictions{})",
+                d.predictions,
+                psi(d.prediction_psi),
+                psi(d.score_psi),
+                start.div_euclid(1_000_000_000),
+                end.div_euclid(1_000_000_000),
+                n,
+                if complete { "" } else { ", still filling" }
+            );
+        }
         if stats.alerts.is_empty() {
             let _ = writeln!(out, "alerts: none");
         } else {

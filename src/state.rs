@@ -441,4 +441,100 @@ mod tests {
         let err = restore(&path, &mut single).unwrap_err().to_string();
         assert!(err.contains("multi_label for `tags`"), "{err}");
     }
+
+    /// Two hours of predictions, one every 10 s (some halves never labelled): class a
+    /// in the first hour (the default 1h reference), b after; then predictions dated
+    /// inside the reference, arriving after it was frozen.
+    fn drifting() -> Vec<String> {
+        let mut out: Vec<String> = (0..720)
+            .map(|i| {
+                let class = if i < 360 { ["a", "a", "b"][i % 3] } else { ["b", "b", "a"][i % 3] };
+                let q = if class == "a" { 0.8 } else { 0.3 };
+                let t = T + 10 * i as i64;
+                if i % 4 == 0 {
+                    format!(r#"{{"model":"d","id":{i},"prediction":"{class}","scores":{{"a":{q}}},"timestamp":{t}}}"#)
+                } else {
+                    format!(r#"{{"model":"d","prediction":"{class}","label":"a","scores":{{"a":{q}}},"timestamp":{t}}}"#)
+                }
+            })
+            .collect();
+        for i in 0..20 {
+            out.push(format!(
+                r#"{{"model":"d","prediction":"b","label":"b","timestamp":{}}}"#,
+                T + 100 + i
+            ));
+        }
+        out
+    }
+
+    /// The frozen reference survives a restart: the restored daemon goes on comparing
+    /// against it (late predictions dated inside it stay out), and every PSI equals an
+    /// uninterrupted run's.
+    #[test]
+    fn the_frozen_reference_survives_a_snapshot() {
+        let lines = drifting();
+        let mut whole = fresh();
+        feed(&mut whole, &lines);
+        let mut shared = fresh();
+        feed(&mut shared, &lines[..400]);
+        let before = scope_json(&mut shared.pipeline, ScopeId::All);
+        let reference = before["models"]["d"]["drift"]["reference"].clone();
+        assert_eq!(reference["complete"], true);
+        assert_eq!(reference["predictions"], 360);
+        let mut restored = roundtrip(&shared, |_| {});
+        close(&scope_json(&mut restored.pipeline, ScopeId::All), &before);
+        feed(&mut restored, &lines[400..]);
+        for scope in [ScopeId::All, ScopeId::Window(1), ScopeId::Window(2)] {
+            let r = scope_json(&mut restored.pipeline, scope);
+            let d = &r["models"]["d"]["drift"];
+            close(
+                d,
+                &scope_json(&mut whole.pipeline, scope)["models"]["d"]["drift"],
+            );
+            assert_eq!(
+                d["reference"], reference,
+                "frozen: the late predictions stay out"
+            );
+        }
+        let d = &scope_json(&mut restored.pipeline, ScopeId::Window(2))["models"]["d"]["drift"];
+        assert!(d["prediction_psi"].as_f64().unwrap() > 0.4, "{d}");
+        let r = scope_json(&mut restored.pipeline, ScopeId::Window(2));
+        let alerts = r["models"]["d"]["alerts"].as_array().unwrap();
+        assert!(
+            alerts.iter().any(|a| a["alert"] == "distribution_shift"),
+            "{alerts:?}"
+        );
+    }
+
+    /// A snapshot written before E5 restores: the reference begins at the next prediction.
+    #[test]
+    fn a_snapshot_without_drift_restores() {
+        let lines = drifting();
+        let mut shared = fresh();
+        feed(&mut shared, &lines[..100]);
+        let mut restored = roundtrip(&shared, |doc| {
+            fn strip(v: &mut serde_json::Value) {
+                match v {
+                    serde_json::Value::Object(o) => {
+                        for k in ["drift", "head_drift", "reference"] {
+                            o.remove(k);
+                        }
+                        o.values_mut().for_each(strip);
+                    }
+                    serde_json::Value::Array(a) => a.iter_mut().for_each(strip),
+                    _ => {}
+                }
+            }
+            strip(doc);
+        });
+        let d = &scope_json(&mut restored.pipeline, ScopeId::All)["models"]["d"]["drift"];
+        assert_eq!(
+            (d["predictions"].clone(), d["reference"].clone()),
+            (0.into(), serde_json::Value::Null)
+        );
+        feed(&mut restored, &lines[100..200]);
+        let d = &scope_json(&mut restored.pipeline, ScopeId::Window(0))["models"]["d"]["drift"];
+        assert_eq!(d["reference"]["start"], T + 1000);
+        assert_eq!(d["predictions"], 6, "the 1m window");
+    }
 }

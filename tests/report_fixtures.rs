@@ -237,6 +237,8 @@ scenarios!(
     threshold_scores,
     multi_label,
     multi_label_window,
+    drift_shift,
+    drift_shift_window,
 );
 
 /// Extension E2: the calibration error tells a calibrated stream from an over-confident

@@ -88,6 +88,15 @@ pub struct AlertThresholds {
     pub collapse_share: f64,
     pub imbalance_ratio: f64,
     pub chance_margin: f64,
+    /// distribution_shift: prediction PSI >= this (extension E5).
+    pub psi_threshold: f64,
+}
+
+/// Distribution shift (extension E5).
+#[derive(Debug, Clone)]
+pub struct DriftSettings {
+    /// Length of each model's reference period; a multiple of `metrics.bucket`.
+    pub reference: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -124,6 +133,7 @@ pub struct Settings {
     pub join: JoinSettings,
     pub limits: Limits,
     pub alerts: AlertThresholds,
+    pub drift: DriftSettings,
     pub models: Vec<ModelSettings>,
     pub sources: Vec<SourceConfig>,
     pub state: Option<StateSettings>,
@@ -346,11 +356,27 @@ impl Settings {
             ("alerts.collapse_share", a.collapse_share, 0.0, 1.0),
             ("alerts.chance_margin", a.chance_margin, 0.0, 1.0),
             ("alerts.imbalance_ratio", a.imbalance_ratio, 1.0, f64::MAX),
+            ("alerts.psi_threshold", a.psi_threshold, 0.0, f64::MAX),
         ] {
             if !(v.is_finite() && v >= lo && v <= hi) {
                 problems.push(format!("{key}: `{v}` must be a number in [{lo}, {hi}]"));
             }
         }
+
+        let reference = match parse_duration("drift.reference", &raw.drift.reference) {
+            Ok(d) if d.as_nanos() > 0 && d.as_nanos() % bucket.as_nanos() == 0 => d,
+            Ok(_) => {
+                problems.push(format!(
+                    "drift.reference: `{}` is not a positive multiple of metrics.bucket ({}); use a multiple such as 1h",
+                    raw.drift.reference, raw.metrics.bucket
+                ));
+                Duration::from_secs(3600)
+            }
+            Err(e) => {
+                problems.push(e);
+                Duration::from_secs(3600)
+            }
+        };
 
         let mut models: Vec<ModelSettings> = Vec::new();
         for (i, m) in raw.models.iter().enumerate() {
@@ -528,7 +554,9 @@ impl Settings {
                 collapse_share: a.collapse_share,
                 imbalance_ratio: a.imbalance_ratio,
                 chance_margin: a.chance_margin,
+                psi_threshold: a.psi_threshold,
             },
+            drift: DriftSettings { reference },
             models,
             sources: raw.sources.clone(),
             state,
@@ -738,6 +766,34 @@ mod tests {
         .unwrap();
         assert_eq!(s.models[0].threshold, Some(0.4));
         assert_eq!(s.models[0].thresholds, [0.3, 0.7]);
+    }
+
+    #[test]
+    fn drift_keys_are_checked() {
+        let s = Settings::default();
+        assert_eq!(s.drift.reference, Duration::from_secs(3600));
+        assert_eq!(s.alerts.psi_threshold, 0.2);
+        let err = load_toml("[drift]\nreference = \"15s\"\n[alerts]\npsi_threshold = -1.0\n")
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains(
+                "drift.reference: `15s` is not a positive multiple of metrics.bucket (10s)"
+            ),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("alerts.psi_threshold: `-1` must be a number in [0,"),
+            "{msg}"
+        );
+        let err = load_toml("[drift]\nreference = \"soon\"\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("drift.reference: `soon` is not a duration"),
+            "{err}"
+        );
+        let s = load_toml("[drift]\nreference = \"30m\"\n").unwrap();
+        assert_eq!(s.drift.reference, Duration::from_secs(1800));
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub struct RawConfig {
     pub join: RawJoin,
     pub limits: RawLimits,
     pub alerts: RawAlerts,
+    pub drift: RawDrift,
     pub models: Vec<RawModel>,
     pub sources: Vec<SourceConfig>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -114,6 +115,7 @@ pub struct RawAlerts {
     pub collapse_share: f64,
     pub imbalance_ratio: f64,
     pub chance_margin: f64,
+    pub psi_threshold: f64,
 }
 
 impl Default for RawAlerts {
@@ -125,6 +127,23 @@ impl Default for RawAlerts {
             collapse_share: 0.95,
             imbalance_ratio: 10.0,
             chance_margin: 0.02,
+            psi_threshold: 0.2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDrift {
+    /// Length of the reference period (extension E5): event time from the bucket of a
+    /// model's first prediction.
+    pub reference: String,
+}
+
+impl Default for RawDrift {
+    fn default() -> Self {
+        RawDrift {
+            reference: "1h".into(),
         }
     }
 }

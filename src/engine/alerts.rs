@@ -1,5 +1,6 @@
-//! The four alerts of contract Section 4, evaluated per model and scope. Comparisons
-//! are exactly as the contract writes them: `>=` fires at the threshold, `<` does not.
+//! The four alerts of contract Section 4 and `distribution_shift` (extension E5),
+//! evaluated per model and scope. Comparisons are exactly as the contract writes them:
+//! `>=` fires at the threshold, `<` does not.
 
 use super::stats::ModelStats;
 use crate::config::AlertThresholds;
@@ -10,14 +11,16 @@ pub enum AlertKind {
     PredictionCollapse,
     LabelImbalance,
     NearChance,
+    DistributionShift,
 }
 
 impl AlertKind {
-    pub const ALL: [AlertKind; 4] = [
+    pub const ALL: [AlertKind; 5] = [
         AlertKind::RecallCollapse,
         AlertKind::PredictionCollapse,
         AlertKind::LabelImbalance,
         AlertKind::NearChance,
+        AlertKind::DistributionShift,
     ];
 
     pub fn code(self) -> &'static str {
@@ -26,6 +29,7 @@ impl AlertKind {
             AlertKind::PredictionCollapse => "prediction_collapse",
             AlertKind::LabelImbalance => "label_imbalance",
             AlertKind::NearChance => "near_chance",
+            AlertKind::DistributionShift => "distribution_shift",
         }
     }
 
@@ -81,6 +85,17 @@ pub fn evaluate(s: &ModelStats, t: &AlertThresholds) -> Vec<Alert> {
         {
             out.push(Alert {
                 kind: AlertKind::NearChance,
+                class: None,
+            });
+        }
+    }
+    // Unlabelled predictions count here: the shift is visible before any label.
+    let d = &s.drift;
+    let reference = d.reference.map_or(0, |r| r.3);
+    if let Some(psi) = d.prediction_psi {
+        if psi >= t.psi_threshold && d.predictions >= t.min_samples && reference >= t.min_samples {
+            out.push(Alert {
+                kind: AlertKind::DistributionShift,
                 class: None,
             });
         }

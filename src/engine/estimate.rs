@@ -285,6 +285,7 @@ mod tests {
                 ranking: None,
                 thresholds: (&[], &[]),
                 multi: None,
+                drift: (&Default::default(), None),
             },
             &crate::config::Settings::default().alerts,
         );

@@ -5,6 +5,7 @@
 pub mod alerts;
 pub mod calibration;
 pub mod counts;
+pub mod drift;
 pub mod estimate;
 pub mod multilabel;
 pub mod ranking;
@@ -85,6 +86,9 @@ struct Totals {
     /// (tp, fp, fn) of the positive class at each of the model's extra thresholds.
     #[serde(default)]
     thresholds: Vec<[u64; 3]>,
+    /// Every prediction counted on arrival (extension E5).
+    #[serde(default)]
+    drift: drift::Predictions,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -106,6 +110,9 @@ pub struct ModelState {
     thresholds: Vec<f64>,
     configured: usize,
     totals: Totals,
+    /// The reference period of the distribution shift (extension E5), once begun.
+    #[serde(default)]
+    reference: Option<drift::Reference>,
     ring: Ring,
     pub late_samples: u64,
     /// Expired pending halves, indexed by [`Side`] (prediction, label).
@@ -173,6 +180,8 @@ pub struct EngineSettings {
     pub thresholds: FxHashMap<String, Vec<f64>>,
     /// The multi-label models (extension E7).
     pub multi_label: rustc_hash::FxHashSet<String>,
+    /// Length of the drift reference period (extension E5).
+    pub reference_ns: i64,
 }
 
 impl EngineSettings {
@@ -183,6 +192,7 @@ impl EngineSettings {
             alerts: settings.alerts.clone(),
             max_models: settings.limits.max_models,
             max_classes: settings.limits.max_classes,
+            reference_ns: settings.drift.reference.as_nanos() as i64,
             thresholds: settings
                 .models
                 .iter()
@@ -279,6 +289,13 @@ impl Engine {
                 m.thresholds = thresholds;
                 m.totals.thresholds.clear();
                 m.ring.clear_thresholds();
+            }
+            if m.reference
+                .as_ref()
+                .is_some_and(|r| r.end_ns - r.start_ns != settings.reference_ns)
+            {
+                // A reference of another length is not the one configured: begin anew.
+                m.reference = None;
             }
             let stride = m.totals.cells.stride();
             m.totals.estimate.ensure(stride);
@@ -389,6 +406,7 @@ impl Engine {
             positive: None,
             thresholds: settings.thresholds.get(name).cloned().unwrap_or_default(),
             configured: configured.len(),
+            reference: None,
             totals: Totals {
                 cells: Dense::with_stride(stride),
                 estimate: FloatDense::with_stride(stride),
@@ -514,6 +532,59 @@ impl Engine {
                 m.ring.record_ranking(bucket, bin, positive, &hits);
             }
         }
+    }
+
+    /// Counts an accepted prediction of class `predicted` at `time_ns` on arrival, with
+    /// its drift score (see [`drift`]): in `all`, the windows and the reference. Call it
+    /// after recording the sample the event completes, if any.
+    pub fn record_prediction(
+        &mut self,
+        model: u32,
+        predicted: u32,
+        time_ns: i64,
+        score: Option<f64>,
+    ) {
+        let bucket = self.bucket_of(time_ns);
+        let settings = self.settings.as_ref().expect("settings");
+        let reference_ns = settings.reference_ns;
+        let bucket_ns = settings.bucket_ns;
+        let bin = score.map(drift::score_bin);
+        let m = &mut self.models[model as usize];
+        m.totals.drift.add(predicted, bin);
+        let reference = m.reference.get_or_insert_with(|| {
+            let start_ns = bucket.saturating_mul(bucket_ns);
+            drift::Reference {
+                start_ns,
+                end_ns: start_ns.saturating_add(reference_ns),
+                complete: false,
+                counts: Default::default(),
+            }
+        });
+        reference.observe(time_ns, predicted, bin);
+        if let Some(head) = self.watermark_bucket {
+            m.ring.advance_to(head);
+            m.ring.record_prediction(bucket, predicted, bin);
+        }
+    }
+
+    /// The drift score of a prediction of class `predicted` with scores `pairs`: the
+    /// positive class's score for a model with one, else the predicted class's; 0 when
+    /// absent; duplicates: the last wins (as [`Engine::score_facts`] reads them).
+    pub fn drift_score<'a>(
+        &self,
+        model: u32,
+        predicted: u32,
+        pairs: impl Iterator<Item = (&'a str, f64)>,
+    ) -> f64 {
+        let m = &self.models[model as usize];
+        let target = m
+            .positive_name
+            .as_deref()
+            .unwrap_or_else(|| m.class_name(predicted));
+        pairs
+            .filter(|(k, _)| *k == target)
+            .last()
+            .map_or(0.0, |(_, p)| p)
     }
 
     /// Adds the expected cells of an unlabelled prediction of class `predicted` at
@@ -688,6 +759,7 @@ impl Engine {
             }
         }
         let positive = m.positive;
+        let reference = m.reference.as_ref();
         let window_calibration;
         let window_multi;
         let view = match scope {
@@ -712,6 +784,7 @@ impl Engine {
                     ranking: positive.map(|p| (&t.ranking, p)),
                     thresholds: (&m.thresholds, &t.thresholds),
                     multi: m.multi.as_ref().map(|x| &x.totals),
+                    drift: (&t.drift, reference),
                 }
             }
             ScopeId::Window(w) => {
@@ -737,6 +810,7 @@ impl Engine {
                     ranking: positive.map(|p| (&sums.ranking, p)),
                     thresholds: (&m.thresholds, &sums.thresholds),
                     multi: window_multi.as_ref(),
+                    drift: (&sums.drift, reference),
                 }
             }
         };

@@ -5,6 +5,7 @@
 use super::alerts::{self, Alert};
 use super::calibration::{self, Calibration, CalibrationStats};
 use super::counts::{Dense, FloatDense};
+use super::drift::{self, DriftStats, Predictions, Reference};
 use super::estimate::{self, EstimatedStats};
 use super::multilabel::{self, Counts, MultiLabelStats};
 use super::ranking::{self, RankingStats, ScoreHistogram};
@@ -63,6 +64,8 @@ pub struct ModelStats {
     pub thresholds: Vec<ThresholdStats>,
     /// Samples average and Hamming loss, for a multi-label model (extension E7).
     pub multi_label: Option<MultiLabelStats>,
+    /// Distribution shift against the reference (extension E5).
+    pub drift: DriftStats,
 }
 
 /// The counts of one scope, borrowed from the engine.
@@ -90,6 +93,8 @@ pub struct Scope<'a> {
     pub thresholds: (&'a [f64], &'a [[u64; 3]]),
     /// A multi-label model's counts (extension E7); its `cells` are then empty.
     pub multi: Option<&'a Counts>,
+    /// Predictions counted on arrival in scope, and the model's reference.
+    pub drift: (&'a Predictions, Option<&'a Reference>),
 }
 
 /// A [`Scope`]'s counts copied out of the engine, so that a scrape can compute its
@@ -112,6 +117,8 @@ pub struct ScopeCounts {
     threshold_values: Vec<f64>,
     threshold_counts: Vec<[u64; 3]>,
     multi: Option<Counts>,
+    drift: Predictions,
+    reference: Option<Reference>,
 }
 
 impl Scope<'_> {
@@ -132,6 +139,8 @@ impl Scope<'_> {
             threshold_values: self.thresholds.0.to_vec(),
             threshold_counts: self.thresholds.1.to_vec(),
             multi: self.multi.cloned(),
+            drift: self.drift.0.clone(),
+            reference: self.drift.1.cloned(),
         }
     }
 }
@@ -153,6 +162,7 @@ impl ScopeCounts {
             ranking: self.ranking.as_ref().map(|(h, p)| (h, *p)),
             thresholds: (&self.threshold_values, &self.threshold_counts),
             multi: self.multi.as_ref(),
+            drift: (&self.drift, self.reference.as_ref()),
         }
     }
 
@@ -292,6 +302,7 @@ pub fn compute(scope: &Scope, thresholds: &AlertThresholds) -> ModelStats {
             .map(|(h, positive)| ranking::compute(h, positive)),
         thresholds: extra::compute(scope.thresholds.0, scope.thresholds.1),
         multi_label: None,
+        drift: drift::compute(scope.drift.0, scope.drift.1),
     };
     if let Some(c) = scope.multi {
         multilabel::apply(&mut stats, c, scope.configured, scope.names);
@@ -330,6 +341,7 @@ mod tests {
             ranking: None,
             thresholds: (&[], &[]),
             multi: None,
+            drift: (&Predictions::default(), None),
         };
         compute(&scope, &crate::config::Settings::default().alerts)
     }

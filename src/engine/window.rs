@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::calibration::{Calibrated, Calibration};
 use super::counts::{Dense, FloatDense, Sum};
+use super::drift::{BucketPredictions, Predictions};
 use super::ranking::{ScoreHistogram, SparseHistogram};
 
 /// Per-bucket scalars besides the confusion cells.
@@ -79,6 +80,9 @@ struct ClosedBucket {
     /// (tp, fp, fn) at each extra threshold (extension E6).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     thresholds: Vec<[u32; 3]>,
+    /// Predictions counted on arrival, labelled or not (extension E5).
+    #[serde(default, skip_serializing_if = "BucketPredictions::is_empty")]
+    drift: BucketPredictions,
 }
 
 impl ClosedBucket {
@@ -111,6 +115,9 @@ pub struct WindowSums {
     /// (tp, fp, fn) at each extra threshold (extension E6).
     #[serde(default)]
     pub thresholds: Vec<[u64; 3]>,
+    /// Predictions placed in the window's buckets (extension E5).
+    #[serde(default)]
+    pub drift: Predictions,
 }
 
 /// Where a recorded sample landed.
@@ -143,6 +150,8 @@ pub struct Ring {
     head_ranking: SparseHistogram,
     #[serde(default)]
     head_thresholds: Vec<[u32; 3]>,
+    #[serde(default)]
+    head_drift: Predictions,
     /// Non-empty buckets older than the head and inside the span, oldest first.
     closed: VecDeque<ClosedBucket>,
     pub windows: Vec<WindowSums>,
@@ -163,6 +172,7 @@ impl Ring {
             head_calibration: Calibration::default(),
             head_ranking: SparseHistogram::default(),
             head_thresholds: Vec::new(),
+            head_drift: Predictions::default(),
             closed: VecDeque::new(),
             windows: lengths
                 .iter()
@@ -174,6 +184,7 @@ impl Ring {
                     estimated: 0,
                     ranking: ScoreHistogram::default(),
                     thresholds: Vec::new(),
+                    drift: Predictions::default(),
                 })
                 .collect(),
         }
@@ -271,6 +282,7 @@ impl Ring {
                         calibration: None,
                         ranking: SparseHistogram::default(),
                         thresholds: Vec::new(),
+                        drift: BucketPredictions::default(),
                     },
                 );
             }
@@ -324,6 +336,7 @@ impl Ring {
                         w[i] -= b[i] as u64;
                     }
                 }
+                w.drift.sub(&b.drift);
             }
         }
         let oldest_kept = bucket - self.span as i64 + 1;
@@ -349,7 +362,7 @@ impl Ring {
         }
         self.head_estimate_touched.clear();
         estimate.cells.sort_by_key(|c| (c.1, c.0));
-        if self.head_stats.samples == 0 && estimate.count == 0 {
+        if self.head_stats.samples == 0 && estimate.count == 0 && self.head_drift.count == 0 {
             return;
         }
         let mut cells = Vec::with_capacity(self.head_touched.len());
@@ -370,6 +383,7 @@ impl Ring {
             calibration: (calibration.samples > 0).then(|| Box::new(calibration)),
             ranking: std::mem::take(&mut self.head_ranking),
             thresholds: std::mem::take(&mut self.head_thresholds),
+            drift: self.head_drift.take_sparse(),
         });
     }
 
@@ -416,6 +430,7 @@ impl Ring {
                         calibration: None,
                         ranking: SparseHistogram::default(),
                         thresholds: Vec::new(),
+                        drift: BucketPredictions::default(),
                     },
                 );
             }
@@ -477,6 +492,44 @@ impl Ring {
                 super::thresholds::add(&mut w.thresholds, hits, 1);
             }
         }
+    }
+
+    /// Counts a prediction of `class` (score bin `bin`) whose time falls in bucket
+    /// `bucket`: in that bucket, or the head when it is newer (a prediction does not move
+    /// the head); nowhere when it is older than the ring. Returns whether it was placed.
+    pub fn record_prediction(&mut self, bucket: i64, class: u32, bin: Option<u8>) -> bool {
+        let Some(placed) = self.estimate_placement(bucket) else {
+            return false;
+        };
+        let head = self.head.expect("placed in the ring");
+        let age = head - placed;
+        if age == 0 {
+            self.head_drift.add(class, bin);
+        } else {
+            let at = self.closed.partition_point(|b| b.index < placed);
+            if self.closed.get(at).is_none_or(|b| b.index != placed) {
+                self.closed.insert(
+                    at,
+                    ClosedBucket {
+                        index: placed,
+                        cells: Vec::new(),
+                        stats: BucketStats::default(),
+                        estimate: BucketEstimate::default(),
+                        calibration: None,
+                        ranking: SparseHistogram::default(),
+                        thresholds: Vec::new(),
+                        drift: BucketPredictions::default(),
+                    },
+                );
+            }
+            self.closed[at].drift.add(class, bin);
+        }
+        for w in &mut self.windows {
+            if age < w.buckets as i64 {
+                w.drift.add(class, bin);
+            }
+        }
+        true
     }
 
     /// Forgets every count made at extra thresholds (they changed in the configuration).
@@ -668,6 +721,54 @@ mod tests {
                 let (pos, neg) = brute.bins().fold((0, 0), |(p, n), b| (p + b.1, n + b.2));
                 let counts = w.thresholds.first().copied().unwrap_or_default();
                 assert_eq!(counts, [pos, neg, 0], "thresholds after {b}");
+            }
+        }
+    }
+
+    /// Prediction counts of the windows equal a recomputation from the placed
+    /// predictions: newer than the head go to the head, older than the ring nowhere.
+    #[test]
+    fn prediction_counts_in_windows_equal_recomputation() {
+        let mut ring = Ring::new(&[1, 3, 6], 2);
+        let mut placed: Vec<(i64, u32, Option<u8>)> = Vec::new();
+        let stream = [
+            (10, true, 0),
+            (12, false, 1),
+            (11, false, 2),
+            (13, true, 1),
+            (3, false, 0),
+            (20, true, 2),
+            (16, false, 1),
+            (14, false, 0),
+            (40, true, 1),
+            (45, false, 2),
+            (39, false, 0),
+        ];
+        for (i, &(b, sample, class)) in stream.iter().enumerate() {
+            if sample {
+                ring.record(b, 0, 0, None);
+            }
+            let bin = (i % 3 != 0).then_some((i % 10) as u8);
+            let at = ring.head().map(|h| b.min(h));
+            if ring.record_prediction(b, class, bin) {
+                placed.push((at.unwrap(), class, bin));
+            } else {
+                assert!(at.is_none_or(|p| ring.head().unwrap() - p >= 6), "{b}");
+            }
+            let head = ring.head().unwrap_or(0);
+            for w in &ring.windows {
+                let mut brute = Predictions::default();
+                for &(p, c, bin) in &placed {
+                    if head - p < w.buckets as i64 {
+                        brute.add(c, bin);
+                    }
+                }
+                assert_eq!(w.drift.count, brute.count, "after {b}");
+                assert_eq!(w.drift.scores, brute.scores, "after {b}");
+                for c in 0..3 {
+                    let get = |v: &Vec<u64>| v.get(c).copied().unwrap_or(0);
+                    assert_eq!(get(&w.drift.classes), get(&brute.classes), "after {b}");
+                }
             }
         }
     }

@@ -585,6 +585,7 @@ fn window_families(d: &ScrapeData, out: &mut Out) {
     calibration_families(d, out);
     ranking_families(d, out);
     threshold_families(d, out);
+    drift_families(d, out);
     let mut alerts = out.family(
         "predmon_alert",
         "1 while the alert fires for the model, window and class.",
@@ -885,6 +886,126 @@ fn threshold_families(d: &ScrapeData, out: &mut Out) {
         }
         f.done(out);
     }
+}
+
+/// Extension E5: PSI per model and window, the additive prediction counts behind it
+/// (so that rules can recompute it over instances), and the model's reference.
+fn drift_families(d: &ScrapeData, out: &mut Out) {
+    use crate::engine::drift::{edge, DriftStats, SCORE_BINS};
+    use MetricType::GAUGE;
+    #[allow(clippy::type_complexity)] // a table of (name, help, accessor)
+    let gauges: [(&str, &str, fn(&DriftStats) -> Option<f64>); 2] = [
+        (
+            "predmon_prediction_psi",
+            "Population stability index of the predicted classes against the model's reference period.",
+            |s| s.prediction_psi,
+        ),
+        (
+            "predmon_score_psi",
+            "Population stability index of the score (positive class's, else predicted class's; 10 bins) against the reference period.",
+            |s| s.score_psi,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        let mut f = out.family(name, help, GAUGE);
+        for m in &d.models {
+            for (window, s) in &m.scopes {
+                if let Some(v) = value(&s.drift) {
+                    f.gauge(&[("model", &m.name), ("window", window)], v);
+                }
+            }
+        }
+        f.done(out);
+    }
+    let bins: Vec<String> = (0..SCORE_BINS)
+        .map(|i| format!("{:.1}", edge(i + 1)))
+        .collect();
+    let mut classes = out.family(
+        "predmon_drift_predictions",
+        "Predictions counted on arrival, labelled or not, by predicted class (additive).",
+        GAUGE,
+    );
+    let mut scores = out.family(
+        "predmon_drift_score_predictions",
+        "Predictions with scores counted on arrival, by score bin (upper edge; additive).",
+        GAUGE,
+    );
+    for m in &d.models {
+        for (window, s) in &m.scopes {
+            let dr = &s.drift;
+            for &(c, n, _) in &dr.classes {
+                classes.gauge(
+                    &[
+                        ("model", &m.name),
+                        ("window", window),
+                        ("class", &m.classes[c as usize]),
+                    ],
+                    n as f64,
+                );
+            }
+            if dr.scored > 0 || dr.reference.is_some_and(|r| r.4 > 0) {
+                for (i, &(n, _)) in dr.score_bins.iter().enumerate() {
+                    scores.gauge(
+                        &[("model", &m.name), ("window", window), ("bin", &bins[i])],
+                        n as f64,
+                    );
+                }
+            }
+        }
+    }
+    classes.done(out);
+    scores.done(out);
+    let mut complete = out.family(
+        "predmon_drift_reference_complete",
+        "1 once the model's reference period is complete (PSI is computed against it), 0 while it fills.",
+        GAUGE,
+    );
+    let mut reference = out.family(
+        "predmon_drift_reference_predictions",
+        "Predictions of the complete reference period, by predicted class (additive).",
+        GAUGE,
+    );
+    let mut reference_scores = out.family(
+        "predmon_drift_reference_score_predictions",
+        "Predictions with scores of the complete reference period, by score bin (additive).",
+        GAUGE,
+    );
+    for m in &d.models {
+        // The reference is the model's, the same in every scope.
+        let Some((_, s)) = m.scopes.first() else {
+            continue;
+        };
+        let dr = &s.drift;
+        let Some((_, _, done, _, scored)) = dr.reference else {
+            continue;
+        };
+        complete.gauge(&[("model", &m.name)], if done { 1.0 } else { 0.0 });
+        if !done {
+            continue;
+        }
+        // Every class counted in any window too, so that each window's series has a
+        // reference series to match in PromQL.
+        let mut counts = std::collections::BTreeMap::new();
+        for (_, s) in &m.scopes {
+            for &(c, _, r) in &s.drift.classes {
+                counts.insert(c, r);
+            }
+        }
+        for (c, r) in counts {
+            reference.gauge(
+                &[("model", &m.name), ("class", &m.classes[c as usize])],
+                r as f64,
+            );
+        }
+        if scored > 0 {
+            for (i, &(_, r)) in dr.score_bins.iter().enumerate() {
+                reference_scores.gauge(&[("model", &m.name), ("bin", &bins[i])], r as f64);
+            }
+        }
+    }
+    complete.done(out);
+    reference.done(out);
+    reference_scores.done(out);
 }
 
 /// The engine as a Prometheus collector (usable with any registry).

@@ -292,6 +292,14 @@ fn alert_text(a: &Value, m: &Value) -> String {
                 fix(f(m.get("imbalance_ratio")), 1)
             )
         }
+        "distribution_shift" => {
+            let d = m.get("drift").unwrap_or(&Value::Null);
+            format!(
+                "predicted classes moved from the reference period: PSI {} over {} predictions",
+                fix(f(d.get("prediction_psi")), 2),
+                int(f(d.get("predictions")))
+            )
+        }
         other if c.is_empty() => other.to_string(),
         other => format!("{other} on class {c}"),
     }
