@@ -148,6 +148,16 @@ pub struct ModelState {
 }
 
 impl ModelState {
+    /// The counts an estimate of segment `segment` goes into: the model's, then the
+    /// segment's when `segment` is one of its segments.
+    fn scopes_mut(&mut self, segment: u32) -> impl Iterator<Item = (&mut Totals, &mut Ring)> {
+        let segment = self.segments.get_mut(segment as usize);
+        [Some((&mut self.totals, &mut self.ring))]
+            .into_iter()
+            .chain([segment.map(|s| (&mut s.totals, &mut s.ring))])
+            .flatten()
+    }
+
     pub fn class_name(&self, class: u32) -> &str {
         &self.classes[class as usize]
     }
@@ -681,11 +691,7 @@ impl Engine {
         let mut offset = OUTSIDE_RING;
         // The model and its segment: their rings share the head (the watermark's
         // bucket), so the one offset places the estimate alike in both.
-        let segment = m.segments.get_mut(segment as usize);
-        let scopes = [Some((&mut m.totals, &mut m.ring))]
-            .into_iter()
-            .chain([segment.map(|s| (&mut s.totals, &mut s.ring))]);
-        for (t, ring) in scopes.flatten() {
+        for (t, ring) in m.scopes_mut(segment) {
             if let Some(head) = self.watermark_bucket {
                 ring.advance_to(head);
             }
@@ -730,11 +736,7 @@ impl Engine {
         if column.is_empty() {
             return;
         }
-        let segment = m.segments.get_mut(segment as usize);
-        let scopes = [Some((&mut m.totals, &mut m.ring))]
-            .into_iter()
-            .chain([segment.map(|s| (&mut s.totals, &mut s.ring))]);
-        for (t, ring) in scopes.flatten() {
+        for (t, ring) in m.scopes_mut(segment) {
             if let Some(head) = self.watermark_bucket {
                 ring.advance_to(head);
             }
