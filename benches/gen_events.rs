@@ -4,6 +4,7 @@
 //! ```text
 //! gen_events --output FILE [--count N] [--models M] [--classes K] [--scores 0.15]
 //!            [--split] [--no-labels] [--delay-ms 20000] [--seed S] [--start-ms MS]
+//!            [--segments N]
 //! ```
 //!
 //! - Combined (default): N events, each a complete sample.
@@ -11,6 +12,9 @@
 //!   time = prediction time + a uniform delay below `--delay-ms`); lines stay in time
 //!   order, so about `rate x mean delay` halves are pending at any moment.
 //! - `--split --no-labels`: N prediction halves that never complete (join memory).
+//! - `--segments N`: every line (both halves of a split sample) carries
+//!   `"country": "c0"` ... `"c<N-1>"`, drawn from the sample's id, so the other fields
+//!   are the same as without it (extension E4's cost, `[fields] segment = "/country"`).
 //!
 //! Actual classes follow a Zipf law (s = 1.1) over K classes; the prediction is right
 //! 80% of the time, else a Zipf draw. A `--scores` share of the samples carries a
@@ -39,6 +43,7 @@ struct Args {
     delay_ms: u64,
     seed: u64,
     start_ms: i64,
+    segments: u64,
 }
 
 fn parse_args() -> Args {
@@ -53,6 +58,7 @@ fn parse_args() -> Args {
         delay_ms: 20_000,
         seed: 1,
         start_ms: BASE_MS,
+        segments: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -69,6 +75,7 @@ fn parse_args() -> Args {
             "--delay-ms" => a.delay_ms = num(&value()),
             "--seed" => a.seed = num(&value()),
             "--start-ms" => a.start_ms = num(&value()),
+            "--segments" => a.segments = num(&value()),
             "--split" => a.split = true,
             "--no-labels" => a.labels = false,
             "--bench" => {} // passed by `cargo bench`
@@ -90,7 +97,7 @@ fn num<T: std::str::FromStr>(s: &str) -> T {
 }
 
 fn usage(why: &str) -> ! {
-    eprintln!("gen_events: {why}\nusage: gen_events --output FILE [--count N] [--models M] [--classes K] [--scores P] [--split] [--no-labels] [--delay-ms MS] [--seed S] [--start-ms MS]");
+    eprintln!("gen_events: {why}\nusage: gen_events --output FILE [--count N] [--models M] [--classes K] [--scores P] [--split] [--no-labels] [--delay-ms MS] [--seed S] [--start-ms MS] [--segments N]");
     std::process::exit(2)
 }
 
@@ -182,6 +189,7 @@ struct Gen {
     rng: Rng,
     scores: f64,
     start_ms: i64,
+    segments: u64,
 }
 
 impl Gen {
@@ -231,6 +239,11 @@ impl Gen {
             "{{\"model\": \"{}\", \"id\": \"tx-{}\"",
             self.models[s.model], s.id
         );
+        if self.segments > 0 {
+            // From the id, not the stream: the other fields stay those of the plain file.
+            let country = Rng(s.id ^ 0x5EED).next() % self.segments;
+            let _ = write!(out, ", \"country\": \"c{country}\"");
+        }
         if prediction {
             let _ = write!(out, ", \"prediction\": \"{}\"", self.classes[s.predicted]);
         }
@@ -261,6 +274,7 @@ fn main() -> std::io::Result<()> {
         rng: Rng(a.seed),
         scores: a.scores,
         start_ms: a.start_ms,
+        segments: a.segments,
     };
     let file = std::fs::File::create(&a.output)?;
     let mut w = BufWriter::with_capacity(1 << 20, file);

@@ -87,6 +87,18 @@ say "generating $EVENTS-line files under target/bench/"
 "$GEN" --output "$work/live.jsonl" --count "$EVENTS" --start-ms $((now_ms - EVENTS)) 2>/dev/null
 "$GEN" --output "$work/live-20x20.jsonl" --count "$EVENTS" --models 20 --classes 20 \
     --start-ms $((now_ms - EVENTS)) 2>/dev/null
+# Every extension that a single-label stream can have on (issue 8): E4 segments (8
+# values of /country), E3 and E6 (a positive class and two extra thresholds per model);
+# E1, E2 and E5 are on for every stream. The same samples as the plain files.
+"$GEN" --output "$work/combined-ext.jsonl" --count "$EVENTS" --segments 8 2>/dev/null
+"$GEN" --output "$work/split-ext.jsonl" --count "$EVENTS" --split --segments 8 2>/dev/null
+"$GEN" --output "$work/live-ext.jsonl" --count "$EVENTS" --segments 8 --start-ms $((now_ms - EVENTS)) 2>/dev/null
+{
+    printf '[fields]\nsegment = "/country"\n'
+    for m in fraud-v3 churn-v2 spam-v7 intent-v1; do
+        printf '[[models]]\nname = "%s"\npositive_class = "class-1"\nthresholds = [0.3, 0.7]\n' "$m"
+    done
+} >"$work/extensions.toml"
 cat "$work"/*.jsonl >/dev/null # into the page cache
 
 # ---------------------------------------------------------------------------- helpers
@@ -123,6 +135,9 @@ repeat limit_split "$LIMITS" serde "$work/split.jsonl"
 say "predmon report"
 repeat report "$PREDMON" report --format json "$work/combined.jsonl"
 repeat report_split "$PREDMON" report --format json "$work/split.jsonl"
+say "predmon report, every extension on"
+repeat report_ext "$PREDMON" report --config "$work/extensions.toml" --format json "$work/combined-ext.jsonl"
+repeat report_split_ext "$PREDMON" report --config "$work/extensions.toml" --format json "$work/split-ext.jsonl"
 timed pending "$PREDMON" report --format json "$work/pending.jsonl"
 timed pending_small "$PREDMON" report --format json "$work/pending-small.jsonl"
 
@@ -167,6 +182,10 @@ print(f"{n / s:.0f}" if n > 0 and s > 0 else "nan")' "$out")"
 say "predmon run, file source"
 daemon_runs run_file --lines "$(lines_of "$work/live.jsonl")" --file "$work/live.jsonl" ||
     skip run_file "predmon run with a file source failed"
+say "predmon run, file source, every extension on"
+daemon_runs run_ext --lines "$(lines_of "$work/live-ext.jsonl")" --file "$work/live-ext.jsonl" \
+    --extra-config "$work/extensions.toml" ||
+    skip run_ext "predmon run with a file source and every extension failed"
 say "predmon run, file source, 20 models x 20 classes x 4 windows"
 daemon_runs run_20 --lines "$(lines_of "$work/live-20x20.jsonl")" --file "$work/live-20x20.jsonl" \
     --every 0.1 --settle 2 --idle-scrapes 20 ||
@@ -235,10 +254,14 @@ R_LIMIT=$(rate limit "$N_COMB")
 R_LIMIT_SPLIT=$(rate limit_split "$N_SPLIT")
 R_REPORT=$(rate report "$N_COMB")
 R_REPORT_SPLIT=$(rate report_split "$N_SPLIT")
+R_REPORT_EXT=$(rate report_ext "$N_COMB")
+R_REPORT_SPLIT_EXT=$(rate report_split_ext "$N_SPLIT")
 R_MTAIL=nan
 [ "$MTAIL_OK" = 1 ] && R_MTAIL=$(rate mtail "$N_COMB")
 R_RUN=nan
 [ -n "${SECS[run_file]:-}" ] && R_RUN=$(rate run_file "$N_COMB")
+R_RUN_EXT=nan
+[ -n "${SECS[run_ext]:-}" ] && R_RUN_EXT=$(rate run_ext "$N_COMB")
 R_RUN20=nan
 [ -n "${SECS[run_20]:-}" ] && R_RUN20=$(rate run_20 "$N_COMB")
 R_BARE=nan R_KAFKA=nan
@@ -268,6 +291,9 @@ table="$work/table.md"
     echo "| \`predmon report\`, combined (1 core) | $(fmt "$R_REPORT") | $(mib report) | $(ratio "$R_REPORT" "$R_LIMIT") of parse limit; $(ratio "$R_REPORT" "$R_FLOOR") of floor | $(ratio "$R_REPORT" "$R_MTAIL") |"
     echo "| \`predmon report\`, split, delayed labels (1 core) | $(fmt "$R_REPORT_SPLIT") | $(mib report_split) | $(ratio "$R_REPORT_SPLIT" "$R_LIMIT_SPLIT") of split parse limit | |"
     echo "| \`predmon run\`, file source, to completion, /metrics every 25 ms (2 cores) | $(fmt "$R_RUN") | $(mib run_file) | $(ratio "$R_RUN" "$R_LIMIT") of parse limit | $(ratio "$R_RUN" "$R_MTAIL") |"
+    echo "| \`predmon report\`, combined, every extension on (8 segments, positive class, 2 thresholds; 1 core) | $(fmt "$R_REPORT_EXT") | $(mib report_ext) | $(ratio "$R_REPORT_EXT" "$R_REPORT") of plain \`report\` | |"
+    echo "| \`predmon report\`, split, every extension on (1 core) | $(fmt "$R_REPORT_SPLIT_EXT") | $(mib report_split_ext) | $(ratio "$R_REPORT_SPLIT_EXT" "$R_REPORT_SPLIT") of plain split | |"
+    echo "| \`predmon run\`, file source, every extension on, /metrics every 25 ms (2 cores) | $(fmt "$R_RUN_EXT") | $(mib run_ext) | $(ratio "$R_RUN_EXT" "$R_RUN") of plain \`run\` | |"
     echo "| \`predmon run\`, file, 20 models x 20 classes x 4 windows, /metrics every 100 ms | $(fmt "$R_RUN20") | $(mib run_20) | | |"
     echo "| bare rdkafka consumer + serde_json (examples/kafka_bare.rs; tansu, 1 partition; from the first message) | $(fmt "$R_BARE") | $(mib kafka_bare) | | |"
     echo "| \`predmon run\`, Kafka source (tansu, 1 partition; from the first message, /metrics every 25 ms) | $(fmt "$R_KAFKA") | $(mib run_kafka) | $(ratio "$R_KAFKA" "$R_BARE") of bare consumer | |"
@@ -308,6 +334,10 @@ mul() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "nan" || b == "nan") print "na
     check "report combined peak RSS < 50 MiB ($(mib report))" lt "$(median "${RSS[report]}")" 51200
     check "report split >= 1,200,000 events/s ($(fmt "$R_REPORT_SPLIT"))" ge "$R_REPORT_SPLIT" 1200000
     check "run file source >= 1,000,000 events/s, scrapes included ($(fmt "$R_RUN"))" ge "$R_RUN" 1000000
+    check "every extension on: report combined >= 2,000,000 events/s ($(fmt "$R_REPORT_EXT"))" ge "$R_REPORT_EXT" 2000000
+    check "every extension on: report combined peak RSS < 50 MiB ($(mib report_ext))" lt "$(median "${RSS[report_ext]}")" 51200
+    check "every extension on: report split >= 1,200,000 events/s ($(fmt "$R_REPORT_SPLIT_EXT"))" ge "$R_REPORT_SPLIT_EXT" 1200000
+    check "every extension on: run file source >= 1,000,000 events/s ($(fmt "$R_RUN_EXT"))" ge "$R_RUN_EXT" 1000000
     check "run Kafka >= 0.8 of bare consumer+parse ($(ratio "$R_KAFKA" "$R_BARE"))" ge "$R_KAFKA" "$(mul "$R_BARE" 0.8)"
     check "/metrics render at 20x20x4 < 20 ms (in-process median $(kv render_ms_median) ms, HTTP idle median $I_MED ms)" lt "$(kv render_ms_median)" 20
     check "no ingestion stall > 5 ms (longest $(kv ingest_lock_wait_ms_max) ms)" lt "$(kv ingest_lock_wait_ms_max)" 5

@@ -56,6 +56,7 @@ def main():
     ap.add_argument("--settle", type=float, default=0.0)
     ap.add_argument("--idle-scrapes", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=120.0)
+    ap.add_argument("--extra-config", help="TOML appended to the generated configuration")
     a = ap.parse_args()
 
     port = free_port()
@@ -68,6 +69,9 @@ def main():
         )
     cfg = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False)
     cfg.write(source + f'[server]\nlisten_address = "127.0.0.1:{port}"\n')
+    if a.extra_config:
+        with open(a.extra_config) as extra:
+            cfg.write(extra.read())
     cfg.close()
     url = f"http://127.0.0.1:{port}/metrics"
     pattern = re.compile(rb'^predmon_events_total\{source="src"\} (\S+)$', re.M)

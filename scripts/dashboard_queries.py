@@ -165,6 +165,16 @@ def fixture_series() -> list[dict]:
                     for m_ in ("predmon_threshold_precision", "predmon_threshold_recall",
                                "predmon_threshold_f1"):
                         out.append(_series(m_, mt, _const(0.6)))
+                # segments (E4): the additive per-class gauges per segment, half each
+                for seg in ("de", "__other__"):
+                    ms = dict(mb, segment=seg, window=w)
+                    out.append(_series("predmon_segment_window_samples", ms, _const(n / 2)))
+                    out.append(_series("predmon_segment_prediction_psi", ms, _const(0.03)))
+                    for cls, (s, p, t) in classes.items():
+                        mc = dict(ms, **{"class": cls})
+                        out.append(_series("predmon_segment_class_support", mc, _const(s / 2)))
+                        out.append(_series("predmon_segment_class_predicted", mc, _const(p / 2)))
+                        out.append(_series("predmon_segment_class_true_positives", mc, _const(t / 2)))
                 out.append(_series("predmon_roc_auc", mw, _const(0.91)))
                 out.append(_series("predmon_pr_auc", mw, _const(0.74)))
                 out.append(_series("predmon_calibration_error", mw, _const(0.04)))

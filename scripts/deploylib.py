@@ -27,6 +27,7 @@ GRAFANA_ALERTING_DIR = REPO / "dashboards/provisioning/alerting"
 DEFAULT_VARS = {
     "model": ".*",
     "class": ".*",
+    "segment": ".*",
     "window": "5m",
     "job": "predmon",
     "instance": ".*",

@@ -147,6 +147,14 @@ cat >"$TMP/predmon.toml" <<EOF
 [server]
 listen_address = "127.0.0.1:$PREDMON_PORT"
 
+# segments (E4): the generator writes no segment field, so slice by the predicted class;
+# a max_segments below some models' class counts exercises __other__
+[fields]
+segment = "/prediction"
+
+[limits]
+max_segments = 3
+
 [metrics]
 # the windows the rules (5m, 1h) and the dashboards' \$window use
 windows = ["1m", "5m", "1h", "all"]

@@ -16,6 +16,7 @@ use rustc_hash::FxBuildHasher;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::estimate::EstimateTag;
+use crate::engine::NO_SEGMENT;
 use crate::event::{OwnedScores, Side};
 
 /// One half waiting for its other half.
@@ -37,6 +38,11 @@ pub struct Pending {
     /// then unused. Boxed twice so that it costs single-label halves 8 bytes, not 16.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub set: Option<Box<Box<[u32]>>>,
+    /// The half's segment (extension E4), [`NO_SEGMENT`] without one. 16 bits fit
+    /// the padding beside `side`: a pending half stays 72 bytes (`max_segments` is at
+    /// most 10,000).
+    #[serde(default = "no_segment", skip_serializing_if = "is_no_segment")]
+    segment: u16,
     #[serde(skip)]
     hash: u64,
 }
@@ -55,7 +61,27 @@ fn heap(len: usize) -> usize {
     }
 }
 
+fn no_segment() -> u16 {
+    u16::MAX
+}
+
+fn is_no_segment(s: &u16) -> bool {
+    *s == u16::MAX
+}
+
 impl Pending {
+    /// The half's segment, [`NO_SEGMENT`] without one.
+    pub fn segment(&self) -> u32 {
+        match self.segment {
+            u16::MAX => NO_SEGMENT,
+            s => u32::from(s),
+        }
+    }
+
+    pub fn set_segment(&mut self, segment: u32) {
+        self.segment = u16::try_from(segment).unwrap_or(u16::MAX);
+    }
+
     /// Estimated memory of this half while pending: its slot in the deque and the hash
     /// table, its id, and the scores or class set it holds.
     pub fn footprint(&self) -> usize {
@@ -90,6 +116,7 @@ impl Pending {
             scores,
             estimate: EstimateTag::default(),
             set: None,
+            segment: u16::MAX,
             hash: 0,
         }
     }
@@ -274,6 +301,14 @@ mod tests {
 
     fn half(model: u32, id: &str, side: Side, arrival: i64) -> Pending {
         Pending::new(model, id, side, 0, arrival, arrival, None)
+    }
+
+    /// The segment (E4) sits in padding: a pending half is no bigger for it (80 bytes
+    /// since E7's class-set pointer; the flood test's RSS ceiling depends on it).
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn a_pending_half_is_80_bytes() {
+        assert_eq!(std::mem::size_of::<Pending>(), 80);
     }
 
     #[test]

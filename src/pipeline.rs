@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Settings, WindowBy, WindowSpec};
 use crate::engine::calibration::ScoreFacts;
 use crate::engine::stats::log_loss_term;
-use crate::engine::{Engine, EngineSettings, Sample};
+use crate::engine::{Engine, EngineSettings, Sample, NO_SEGMENT};
 use crate::event::{Decoder, Event, Rejection, Scores, Side};
 use crate::join::{Join, Pending};
 
@@ -253,12 +253,16 @@ impl Pipeline {
             }
         };
         let classes = self.decoder.classes_of(&e.model);
+        let segment = match e.segment.as_deref() {
+            None => NO_SEGMENT,
+            Some(name) => self.engine.segment_id(model, name),
+        };
         let Some(side) = half_side else {
             let facts = e
                 .scores
                 .as_ref()
                 .map(|s| borrowed_facts(&mut self.engine, model, actual, predicted, s, classes));
-            self.engine.record(Sample {
+            let sample = Sample {
                 model,
                 actual,
                 predicted,
@@ -266,9 +270,15 @@ impl Pipeline {
                 loss: facts.map(|f| log_loss_term(f.p_actual)),
                 calibration: facts.map(|f| f.calibrated(actual == predicted)),
                 positive: facts.and_then(|f| f.positive),
-            });
-            self.engine
-                .record_prediction(model, predicted, time_ns, facts.map(drift_score));
+            };
+            self.engine.record_in(sample, segment);
+            self.engine.record_prediction(
+                model,
+                segment,
+                predicted,
+                time_ns,
+                facts.map(drift_score),
+            );
             return Ok(());
         };
         let id =
@@ -308,19 +318,23 @@ impl Pipeline {
                             .zip(ps.iter().copied()),
                     ),
                 });
-                self.engine.record_prediction(model, class, time_ns, score);
+                self.engine
+                    .record_prediction(model, segment, class, time_ns, score);
             }
+            half.set_segment(segment);
             if let (Side::Prediction, Some(scores)) = (side, &e.scores) {
                 // The borrowed scores are the held ones, and cheaper to read.
                 half.estimate = match scores {
                     Scores::Object(pairs) => self.engine.hold_estimate(
                         model,
+                        segment,
                         class,
                         time_ns,
                         pairs.iter().map(|(k, p)| (k.as_ref(), *p)),
                     ),
                     Scores::Array(ps) => self.engine.hold_estimate(
                         model,
+                        segment,
                         class,
                         time_ns,
                         classes
@@ -340,6 +354,7 @@ impl Pipeline {
         if let (Side::Prediction, Some(scores)) = (other.side, &other.scores) {
             self.engine.release_estimate(
                 model,
+                other.segment(),
                 other.class,
                 other.time_ns,
                 other.estimate,
@@ -349,6 +364,16 @@ impl Pipeline {
         let (pred_class, pred_ns, label_class, label_ns) = match side {
             Side::Prediction => (predicted, time_ns, other.class, other.time_ns),
             Side::Label => (other.class, other.time_ns, actual, time_ns),
+        };
+        // The prediction's segment, else the label's (extension E4).
+        let (pred_segment, label_segment) = match side {
+            Side::Prediction => (segment, other.segment()),
+            Side::Label => (other.segment(), segment),
+        };
+        let segment = if pred_segment != NO_SEGMENT {
+            pred_segment
+        } else {
+            label_segment
         };
         // The prediction's scores first, the label's if only it carried some.
         let (a, p) = (label_class, pred_class);
@@ -369,7 +394,7 @@ impl Pipeline {
         };
         self.engine
             .observe_label_delay(model, (label_ns - pred_ns) as f64 / 1e9);
-        self.engine.record(Sample {
+        let sample = Sample {
             model,
             actual: label_class,
             predicted: pred_class,
@@ -377,12 +402,14 @@ impl Pipeline {
             loss: facts.map(|f| log_loss_term(f.p_actual)),
             calibration: facts.map(|f| f.calibrated(a == p)),
             positive: facts.and_then(|f| f.positive),
-        });
+        };
+        self.engine.record_in(sample, segment);
         if side == Side::Prediction {
-            // Scores only the prediction carried (the facts above are from them then).
+            // Scores only the prediction carried (the facts above are from them then),
+            // in the prediction's own segment, as when it arrives before its label.
             let score = e.scores.as_ref().and(facts).map(drift_score);
             self.engine
-                .record_prediction(model, pred_class, pred_ns, score);
+                .record_prediction(model, pred_segment, pred_class, pred_ns, score);
         }
         Ok(())
     }
@@ -581,6 +608,86 @@ mod tests {
             [2, 1],
             "id 0's label waits: its prediction expired"
         );
+    }
+
+    /// Extension E4: when every prediction carries a segment, the segments partition
+    /// the model: per scope their confusion cells, samples and unlabelled estimates add
+    /// up to the model's, whatever the order of halves, the window or the overflow.
+    #[test]
+    fn segments_add_up_to_their_model_in_every_scope() {
+        let mut raw = RawConfig::default();
+        raw.fields.segment = "/s".into();
+        raw.limits.max_segments = 3;
+        raw.metrics.windows = vec!["1m".into(), "5m".into(), "all".into()];
+        let mut p = Pipeline::new(
+            &Settings::from_raw(raw).unwrap(),
+            Mode::Report,
+            None,
+            &["t"],
+        );
+        let mut x = 7u64;
+        let mut next = |m: u64| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 33) % m
+        };
+        let mut held: Vec<(u64, String)> = Vec::new();
+        for i in 0..3000u64 {
+            let t = 1_700_000_000 + i / 3;
+            let (a, pr) = (next(3), next(3));
+            let seg = next(6);
+            let scores = r#""scores":{"0":0.2,"1":0.5,"2":0.3}"#;
+            let line = match next(4) {
+                0 => format!(r#"{{"prediction":{pr},"label":{a},"s":"g{seg}","timestamp":{t}}}"#),
+                1 | 2 => {
+                    held.push((
+                        i,
+                        format!(
+                            r#"{{"id":{i},"label":{a},"s":"g{}","timestamp":{}}}"#,
+                            next(6),
+                            t + next(90)
+                        ),
+                    ));
+                    format!(
+                        r#"{{"id":{i},"prediction":{pr},"s":"g{seg}",{scores},"timestamp":{t}}}"#
+                    )
+                }
+                _ if !held.is_empty() => held.swap_remove(next(held.len() as u64) as usize).1,
+                _ => continue,
+            };
+            p.ingest(0, line.as_bytes(), 0).unwrap();
+            if i % 97 != 0 {
+                continue;
+            }
+            let segments = p.engine.model(0).segments().len() as u32;
+            assert!(segments <= 4, "3 and __other__");
+            for (_, scope) in p.engine.scopes() {
+                let model = p.engine.model_stats(0, scope);
+                let mut cells = std::collections::BTreeMap::new();
+                let (mut samples, mut unlabelled) = (0, 0);
+                for s in 0..segments {
+                    let seg = p.engine.segment_stats(0, s, scope);
+                    for (a, pr, n) in seg.confusion {
+                        *cells.entry((a, pr)).or_insert(0) += n;
+                    }
+                    samples += seg.samples;
+                    unlabelled += seg.estimated.unlabelled;
+                }
+                let whole: std::collections::BTreeMap<_, _> = model
+                    .confusion
+                    .iter()
+                    .map(|&(a, pr, n)| ((a, pr), n))
+                    .collect();
+                assert_eq!(cells, whole, "event {i}, {scope:?}");
+                assert_eq!(samples, model.samples, "event {i}, {scope:?}");
+                assert_eq!(
+                    unlabelled, model.estimated.unlabelled,
+                    "event {i}, {scope:?}"
+                );
+            }
+        }
+        assert!(p.engine.model(0).segment_overflow > 0);
     }
 
     #[test]

@@ -264,6 +264,23 @@ pub fn model_json(model: &ModelState, stats: &ModelStats, pending: [u64; 2]) -> 
     out
 }
 
+/// The `segments` object of a model (extension E4): segment name -> the model object's
+/// figures over the segment's samples. Pending halves are joined per model, so a
+/// segment has no `join`; nor does it nest segments.
+fn segments_json(pipeline: &mut Pipeline, model: u32, scope: ScopeId) -> Value {
+    let mut segments = Map::new();
+    for s in 0..pipeline.engine.model(model).segments().len() as u32 {
+        let stats = pipeline.engine.segment_stats(model, s, scope);
+        let state = pipeline.engine.model(model);
+        let mut object = model_json(state, &stats, [0, 0]);
+        if let Some(o) = object.as_object_mut() {
+            o.remove("join");
+        }
+        segments.insert(state.segments()[s as usize].name.clone(), object);
+    }
+    Value::Object(segments)
+}
+
 /// The whole report object for one scope: window, events, models.
 pub fn scope_json(pipeline: &mut Pipeline, scope: ScopeId) -> Value {
     let (window, events) = scope_head(pipeline, scope);
@@ -309,11 +326,13 @@ pub fn write_scope_json(pipeline: &mut Pipeline, scope: ScopeId, out: &mut Vec<u
 
 fn model_value(pipeline: &mut Pipeline, m: u32, scope: ScopeId) -> Value {
     let stats = pipeline.engine.model_stats(m, scope);
-    model_json(
+    let mut object = model_json(
         pipeline.engine.model(m),
         &stats,
         pipeline.join.pending_of(m),
-    )
+    );
+    object["segments"] = segments_json(pipeline, m, scope);
+    object
 }
 
 /// The `window` and `events` objects of a scope.
@@ -538,6 +557,57 @@ fn text(pipeline: &mut Pipeline, scope: ScopeId) -> String {
                 pending[0], pending[1]
             );
         }
+        segments_text(&mut out, pipeline, m, scope);
     }
     out
+}
+
+/// One line per segment (extension E4), by name: the figures to compare them by.
+fn segments_text(out: &mut String, pipeline: &mut Pipeline, model: u32, scope: ScopeId) {
+    let count = pipeline.engine.model(model).segments().len() as u32;
+    if count == 0 {
+        return;
+    }
+    let mut rows = Vec::new();
+    for s in 0..count {
+        let stats = pipeline.engine.segment_stats(model, s, scope);
+        let state = pipeline.engine.model(model);
+        let alerts: Vec<String> = stats
+            .alerts
+            .iter()
+            .map(|a| match a.class {
+                Some(c) => format!("{} ({})", a.kind.code(), state.class_name(c)),
+                None => a.kind.code().to_string(),
+            })
+            .collect();
+        rows.push((state.segments()[s as usize].name.clone(), stats, alerts));
+    }
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    let width = rows
+        .iter()
+        .map(|r| r.0.chars().count())
+        .chain([7])
+        .max()
+        .unwrap_or(7);
+    let _ = writeln!(
+        out,
+        "\n{:<width$} {:>9} {:>9} {:>9} {:>9}   alerts",
+        "segment", "samples", "accuracy", "macro f1", "baseline"
+    );
+    for (name, s, alerts) in rows {
+        let _ = writeln!(
+            out,
+            "{:<width$} {:>9} {:>9.4} {:>9.4} {:>9.4}   {}",
+            name,
+            s.samples,
+            s.accuracy,
+            s.macro_.f1,
+            s.majority_baseline_accuracy,
+            if alerts.is_empty() {
+                "none".to_string()
+            } else {
+                alerts.join(", ")
+            }
+        );
+    }
 }

@@ -274,14 +274,126 @@ mod tests {
     }
 
     fn roundtrip(shared: &Shared, edit: impl FnOnce(&mut serde_json::Value)) -> Shared {
+        roundtrip_into(shared, fresh(), edit)
+    }
+
+    fn roundtrip_into(
+        shared: &Shared,
+        mut restored: Shared,
+        edit: impl FnOnce(&mut serde_json::Value),
+    ) -> Shared {
         let mut doc: serde_json::Value = serde_json::from_slice(&capture(shared)).unwrap();
         edit(&mut doc);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
         write(&path, &serde_json::to_vec(&doc).unwrap()).unwrap();
-        let mut restored = fresh();
         assert!(restore(&path, &mut restored).unwrap());
         restored
+    }
+
+    /// A pipeline whose events carry a segment at /seg, at most 2 per model (E4).
+    fn segmented() -> Shared {
+        let mut raw = crate::config::RawConfig::default();
+        raw.fields.segment = "/seg".into();
+        raw.limits.max_segments = 2;
+        Shared::new(Pipeline::new(
+            &Settings::from_raw(raw).unwrap(),
+            Mode::Report,
+            None,
+            &["s"],
+        ))
+    }
+
+    /// The predictions with a segment on most (three names: one goes to __other__),
+    /// and the labels with a segment on some.
+    fn segmented_lines() -> (Vec<String>, Vec<String>) {
+        let with = |line: &String, i: usize, names: [&str; 4]| {
+            let name = names[i % 4];
+            if name.is_empty() {
+                line.clone()
+            } else {
+                line.replacen('{', &format!(r#"{{"seg": "{name}", "#), 1)
+            }
+        };
+        let p = predictions().into_iter().enumerate();
+        let predictions = p.map(|(i, l)| with(&l, i, ["x", "y", "", "z"])).collect();
+        let l = labels().into_iter().enumerate();
+        let labels = l.map(|(i, l)| with(&l, i, ["", "", "w", "x"])).collect();
+        (predictions, labels)
+    }
+
+    /// Segments, their estimates and the segments of pending halves survive a restart:
+    /// the restored pipeline ends where an uninterrupted one does.
+    #[test]
+    fn segments_survive_a_snapshot() {
+        let (predictions, labels) = segmented_lines();
+        let mut shared = segmented();
+        feed(&mut shared, &predictions[..30]);
+        let before = scope_json(&mut shared.pipeline, ScopeId::All);
+        assert_eq!(
+            before["models"]["m"]["segments"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .collect::<Vec<_>>(),
+            ["__other__", "x", "y"]
+        );
+        let mut restored = roundtrip_into(&shared, segmented(), |_| {});
+        close(&scope_json(&mut restored.pipeline, ScopeId::All), &before);
+        for s in [&mut shared, &mut restored] {
+            feed(s, &predictions[30..]);
+            feed(s, &labels);
+        }
+        for scope in [ScopeId::All, ScopeId::Window(2)] {
+            let r = scope_json(&mut restored.pipeline, scope);
+            close(&r, &scope_json(&mut shared.pipeline, scope));
+            let segments = r["models"]["m"]["segments"].as_object().unwrap();
+            let samples: u64 = segments
+                .values()
+                .map(|s| s["samples"].as_u64().unwrap())
+                .sum();
+            // Every sample has a segment: its prediction's, else its label's (w, which
+            // like z is beyond max_segments: __other__).
+            assert_eq!(samples, 40);
+            assert_eq!(segments["__other__"]["samples"].as_u64().unwrap(), 20);
+            for s in segments.values() {
+                assert_eq!(s["estimated"]["unlabelled"], 0);
+            }
+        }
+    }
+
+    /// A snapshot written before segments existed restores into a configuration with a
+    /// segment pointer: its models start without segments.
+    #[test]
+    fn a_snapshot_without_segments_restores() {
+        let mut shared = fresh();
+        feed(&mut shared, &predictions());
+        let mut restored = roundtrip_into(&shared, segmented(), |doc| {
+            fn strip(v: &mut serde_json::Value) {
+                match v {
+                    serde_json::Value::Object(o) => {
+                        for k in ["segments", "segment", "segment_overflow"] {
+                            o.remove(k);
+                        }
+                        o.values_mut().for_each(strip);
+                    }
+                    serde_json::Value::Array(a) => a.iter_mut().for_each(strip),
+                    _ => {}
+                }
+            }
+            strip(doc);
+        });
+        let (_, labels) = segmented_lines();
+        feed(&mut restored, &labels);
+        let r = scope_json(&mut restored.pipeline, ScopeId::All);
+        let m = &r["models"]["m"];
+        assert_eq!(m["samples"], 40);
+        assert_eq!(m["estimated"]["unlabelled"], 0);
+        // Only the labels carried segments (w, x): their samples count there.
+        let segments = m["segments"].as_object().unwrap();
+        assert_eq!(segments.keys().collect::<Vec<_>>(), ["w", "x"]);
+        assert_eq!(segments["w"]["samples"].as_u64().unwrap(), 10);
+        assert_eq!(segments["x"]["samples"].as_u64().unwrap(), 10);
     }
 
     /// Unlabelled predictions' estimates survive a restart, and their labels still take

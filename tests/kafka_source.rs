@@ -201,6 +201,44 @@ fn produce(producer: &Producer, topic: &str, range: std::ops::Range<usize>) -> V
 }
 
 /// Every expected line arrived exactly once and nothing else did.
+/// Produces `n` keyed payloads at about 2,000 a second from a thread (so a fault can be
+/// injected meanwhile); the thread returns the producer's acknowledged ends.
+fn produce_paced(
+    bootstrap: &str,
+    topic: &str,
+    n: usize,
+) -> std::thread::JoinHandle<BTreeMap<i32, i64>> {
+    let (bootstrap, topic) = (bootstrap.to_string(), topic.to_string());
+    std::thread::spawn(move || {
+        let producer = Producer::new(&bootstrap);
+        for i in 0..n {
+            let p = payload(i);
+            producer.send(&topic, &format!("k{i}"), p.as_bytes());
+            if i % 20 == 0 {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        producer.flush();
+        producer.ends()
+    })
+}
+
+/// What the topic really holds (payloads in log order) and its end offset per partition:
+/// after a fault the producer may have retried a request whose answer was lost, and such
+/// a duplicate is in the log, to be delivered like any other message.
+fn topic_contents(bootstrap: &str, topic: &str) -> (Vec<String>, BTreeMap<i32, i64>) {
+    let records = kafka::read_topic(bootstrap, topic);
+    let mut ends = BTreeMap::new();
+    for r in &records {
+        ends.insert(r.partition, r.offset + 1);
+    }
+    let log = records
+        .iter()
+        .map(|r| String::from_utf8(r.payload.clone().unwrap()).unwrap())
+        .collect();
+    (log, ends)
+}
+
 fn assert_exactly_once(got: &[Vec<u8>], expected: &[String]) {
     let mut counts: HashMap<&[u8], i64> = HashMap::new();
     for e in expected {
@@ -383,20 +421,7 @@ fn broker_outage_marks_down_and_loses_nothing() {
 
     // Produce through the proxy at about 2000/s while the broker goes away and back.
     let n = 10_000;
-    let bootstrap = broker.bootstrap();
-    let topic2 = topic.clone();
-    let producing = std::thread::spawn(move || {
-        let producer = Producer::new(&bootstrap);
-        for i in 0..n {
-            let p = payload(i);
-            producer.send(&topic2, &format!("k{i}"), p.as_bytes());
-            if i % 20 == 0 {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
-        producer.flush();
-        producer.ends()
-    });
+    let producing = produce_paced(&broker.bootstrap(), &topic, n);
     wait_until(Duration::from_secs(30), "a quarter of the events", || {
         run.events() >= n / 4
     });
@@ -429,11 +454,7 @@ fn broker_outage_marks_down_and_loses_nothing() {
     let produced_ends = producing.join().expect("producer thread");
     // Compare with what the topic really holds: the producer may have retried a request
     // whose response the outage swallowed, and such a duplicate is in the log.
-    let records = kafka::read_topic(&broker.bootstrap(), &topic);
-    let log: Vec<String> = records
-        .iter()
-        .map(|r| String::from_utf8(r.payload.clone().unwrap()).unwrap())
-        .collect();
+    let (log, ends) = topic_contents(&broker.bootstrap(), &topic);
     assert!(
         log.len() >= n,
         "the topic holds {} of {n} messages",
@@ -446,10 +467,6 @@ fn broker_outage_marks_down_and_loses_nothing() {
     let got = run.stop(&rt);
     assert_exactly_once(&got.lines, &log);
     assert_positions_monotonic(&got.positions, &topic);
-    let mut ends = BTreeMap::new();
-    for r in &records {
-        ends.insert(r.partition, r.offset + 1);
-    }
     assert_eq!(got.positions.last().unwrap(), &position_of(&topic, &ends));
     assert_eq!(
         ends, produced_ends,
@@ -483,20 +500,7 @@ fn broker_paused_marks_down_and_loses_nothing() {
     });
 
     let n = 10_000;
-    let bootstrap = broker.bootstrap();
-    let topic2 = topic.clone();
-    let producing = std::thread::spawn(move || {
-        let producer = Producer::new(&bootstrap);
-        for i in 0..n {
-            let p = payload(i);
-            producer.send(&topic2, &format!("k{i}"), p.as_bytes());
-            if i % 20 == 0 {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
-        producer.flush();
-        producer.ends()
-    });
+    let producing = produce_paced(&broker.bootstrap(), &topic, n);
     wait_until(Duration::from_secs(30), "a quarter of the events", || {
         fast.events() >= n / 4 && default.events() >= n / 4
     });
@@ -552,20 +556,12 @@ fn broker_paused_marks_down_and_loses_nothing() {
         t_resume.elapsed(),
     );
     let produced_ends = producing.join().expect("producer thread");
-    let records = kafka::read_topic(&broker.bootstrap(), &topic);
-    let log: Vec<String> = records
-        .iter()
-        .map(|r| String::from_utf8(r.payload.clone().unwrap()).unwrap())
-        .collect();
+    let (log, ends) = topic_contents(&broker.bootstrap(), &topic);
     assert!(
         log.len() >= n,
         "the topic holds {} of {n} messages",
         log.len()
     );
-    let mut ends = BTreeMap::new();
-    for r in &records {
-        ends.insert(r.partition, r.offset + 1);
-    }
     assert_eq!(
         ends, produced_ends,
         "the topic's ends and the producer's differ"
@@ -601,20 +597,7 @@ fn broker_killed_and_restarted_on_durable_storage_loses_nothing() {
     wait_until(Duration::from_secs(20), "source up", || run.status.is_up());
 
     let n = 6_000;
-    let bootstrap = broker.bootstrap();
-    let topic2 = topic.clone();
-    let producing = std::thread::spawn(move || {
-        let producer = Producer::new(&bootstrap);
-        for i in 0..n {
-            let p = payload(i);
-            producer.send(&topic2, &format!("k{i}"), p.as_bytes());
-            if i % 20 == 0 {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
-        producer.flush();
-        producer.ends()
-    });
+    let producing = produce_paced(&broker.bootstrap(), &topic, n);
     wait_until(Duration::from_secs(30), "a quarter of the events", || {
         run.events() >= n / 4
     });
@@ -648,20 +631,12 @@ fn broker_killed_and_restarted_on_durable_storage_loses_nothing() {
     let produced_ends = producing.join().expect("producer thread");
     // The producer retries what the crash left unanswered; whatever the topic holds now
     // is what must be delivered, each message once.
-    let records = kafka::read_topic(&broker.bootstrap(), &topic);
-    let log: Vec<String> = records
-        .iter()
-        .map(|r| String::from_utf8(r.payload.clone().unwrap()).unwrap())
-        .collect();
+    let (log, ends) = topic_contents(&broker.bootstrap(), &topic);
     assert!(
         log.len() >= n,
         "the topic holds {} of {n} messages after the restart",
         log.len()
     );
-    let mut ends = BTreeMap::new();
-    for r in &records {
-        ends.insert(r.partition, r.offset + 1);
-    }
     assert_eq!(
         ends, produced_ends,
         "the topic's ends and the producer's differ"

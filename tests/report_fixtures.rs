@@ -12,7 +12,8 @@
 //!   ratios over zero samples, are left out of expected.json), or to the
 //!   tolerance an optional tolerances.json gives a field name (values predmon
 //!   estimates, such as ROC AUC from score histograms);
-//! - `models` and each `classes` object must have exactly the expected keys;
+//! - `models`, each `classes` and each `segments` object must have exactly the
+//!   expected keys;
 //! - `confusion` and `events.rejected` treat a missing cell as 0, both ways;
 //! - `alerts` compare as an unordered set of (alert, class).
 
@@ -126,7 +127,7 @@ impl Compare<'_> {
                 compare_counts(path, expected, actual, errors)
             }
             (Value::Object(e), Value::Object(a)) => {
-                let names = matches!(field, Some("models" | "classes"));
+                let names = matches!(field, Some("models" | "classes" | "segments"));
                 if names {
                     for k in e.keys().filter(|k| !a.contains_key(*k)) {
                         errors.push(format!("{path}: missing key {k:?}"));
@@ -239,6 +240,8 @@ scenarios!(
     multi_label_window,
     drift_shift,
     drift_shift_window,
+    segments,
+    segments_window_5m,
 );
 
 /// Extension E2: the calibration error tells a calibrated stream from an over-confident

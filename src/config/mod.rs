@@ -57,6 +57,8 @@ pub struct FieldSettings {
     pub timestamp: Vec<String>,
     pub timestamp_unit: TimestampUnit,
     pub default_model: String,
+    /// `None` when `segment` is empty: events have no segment (extension E4).
+    pub segment: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -78,6 +80,8 @@ pub struct Limits {
     pub max_event_bytes: usize,
     pub max_classes: usize,
     pub max_models: usize,
+    /// Segments per model (extension E4); beyond, new segments count as `__other__`.
+    pub max_segments: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -222,6 +226,7 @@ impl Settings {
         let label = pointer("label", &f.label);
         let scores = pointer("scores", &f.scores);
         let timestamp = pointer("timestamp", &f.timestamp);
+        let segment = (!f.segment.is_empty()).then(|| pointer("segment", &f.segment));
         let timestamp_unit = match f.timestamp_unit.as_str() {
             "s" => TimestampUnit::Seconds,
             "ms" => TimestampUnit::Millis,
@@ -330,6 +335,17 @@ impl Settings {
         );
         let max_classes = positive(&mut problems, "limits.max_classes", raw.limits.max_classes);
         let max_models = positive(&mut problems, "limits.max_models", raw.limits.max_models);
+        let max_segments = positive(
+            &mut problems,
+            "limits.max_segments",
+            raw.limits.max_segments,
+        );
+        // A pending half keeps its segment in 16 bits.
+        if max_segments > 10_000 {
+            problems.push(format!(
+                "limits.max_segments: `{max_segments}` is too large; at most 10000 segments per model"
+            ));
+        }
         // Closed window buckets store class indices as u16, and the dense matrices cost
         // max_classes^2 cells per model and window.
         if max_classes > 10_000 {
@@ -531,6 +547,7 @@ impl Settings {
                 timestamp,
                 timestamp_unit,
                 default_model: f.default_model.clone(),
+                segment,
             },
             metrics: MetricsSettings {
                 windows,
@@ -546,6 +563,7 @@ impl Settings {
                 max_event_bytes,
                 max_classes,
                 max_models,
+                max_segments,
             },
             alerts: AlertThresholds {
                 min_support: a.min_support.max(0) as u64,

@@ -33,6 +33,8 @@ pub struct RawFields {
     pub timestamp: String,
     pub timestamp_unit: String,
     pub default_model: String,
+    /// JSON Pointer to the segment of an event (extension E4); empty: no segments.
+    pub segment: String,
 }
 
 impl Default for RawFields {
@@ -46,6 +48,7 @@ impl Default for RawFields {
             timestamp: "/timestamp".into(),
             timestamp_unit: "s".into(),
             default_model: "default".into(),
+            segment: String::new(),
         }
     }
 }
@@ -94,6 +97,7 @@ pub struct RawLimits {
     pub max_event_bytes: i64,
     pub max_classes: i64,
     pub max_models: i64,
+    pub max_segments: i64,
 }
 
 impl Default for RawLimits {
@@ -102,6 +106,7 @@ impl Default for RawLimits {
             max_event_bytes: 1_048_576,
             max_classes: 100,
             max_models: 100,
+            max_segments: 20,
         }
     }
 }

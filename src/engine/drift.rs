@@ -149,6 +149,25 @@ pub struct Reference {
 }
 
 impl Reference {
+    /// The reference in `slot`, begun at the bucket of `bucket` (index, `bucket_ns` long)
+    /// and `length_ns` long if there was none yet.
+    pub fn begin_or_get(
+        slot: &mut Option<Reference>,
+        bucket: i64,
+        bucket_ns: i64,
+        length_ns: i64,
+    ) -> &mut Reference {
+        slot.get_or_insert_with(|| {
+            let start_ns = bucket.saturating_mul(bucket_ns);
+            Reference {
+                start_ns,
+                end_ns: start_ns.saturating_add(length_ns),
+                complete: false,
+                counts: Default::default(),
+            }
+        })
+    }
+
     /// Counts a prediction at `time_ns` if the reference still takes it.
     #[inline]
     pub fn observe(&mut self, time_ns: i64, class: u32, bin: Option<u8>) {

@@ -65,6 +65,12 @@ pub struct Sample {
     pub positive: Option<(f64, bool)>,
 }
 
+/// The segment of a sample without one (extension E4).
+pub const NO_SEGMENT: u32 = u32::MAX;
+
+/// The segment that takes every segment beyond `limits.max_segments` (extension E4).
+pub const OVERFLOW_SEGMENT: &str = "__other__";
+
 /// Totals over every sample since start (or the restored state).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Totals {
@@ -89,6 +95,24 @@ struct Totals {
     /// Every prediction counted on arrival (extension E5).
     #[serde(default)]
     drift: drift::Predictions,
+}
+
+/// One segment of a model (extension E4): the same counts as the model's own, over the
+/// samples (and estimates) whose event carried this segment value.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Segment {
+    pub name: String,
+    totals: Totals,
+    /// The segment's own drift reference (E5), begun at its first prediction.
+    #[serde(default)]
+    reference: Option<drift::Reference>,
+    ring: Ring,
+}
+
+impl Segment {
+    pub fn samples(&self) -> u64 {
+        self.totals.samples
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -121,9 +145,29 @@ pub struct ModelState {
     /// The counts of a multi-label model (extension E7); its confusion cells stay empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     multi: Option<Box<multilabel::MultiLabel>>,
+    /// Segments in order of first appearance (extension E4); their index is the id that
+    /// samples and pending halves carry.
+    #[serde(default)]
+    segments: Vec<Segment>,
+    #[serde(skip)]
+    segment_index: FxHashMap<String, u32>,
+    /// Events whose segment was new beyond `limits.max_segments` and went to
+    /// [`OVERFLOW_SEGMENT`].
+    #[serde(default)]
+    pub segment_overflow: u64,
 }
 
 impl ModelState {
+    /// The counts an estimate of segment `segment` goes into: the model's, then the
+    /// segment's when `segment` is one of its segments.
+    fn scopes_mut(&mut self, segment: u32) -> impl Iterator<Item = (&mut Totals, &mut Ring)> {
+        let segment = self.segments.get_mut(segment as usize);
+        [Some((&mut self.totals, &mut self.ring))]
+            .into_iter()
+            .chain([segment.map(|s| (&mut s.totals, &mut s.ring))])
+            .flatten()
+    }
+
     pub fn class_name(&self, class: u32) -> &str {
         &self.classes[class as usize]
     }
@@ -139,6 +183,10 @@ impl ModelState {
     /// Whether predictions and labels are class sets (extension E7).
     pub fn is_multi_label(&self) -> bool {
         self.multi.is_some()
+    }
+
+    pub fn segments(&self) -> &[Segment] {
+        &self.segments
     }
 
     /// The `all` confusion cells (actual, predicted, count), for the counter metric.
@@ -160,6 +208,11 @@ impl ModelState {
             self.totals.cells.grow(grown);
             self.totals.estimate.grow(grown);
             self.ring.grow(grown);
+            for s in &mut self.segments {
+                s.totals.cells.grow(grown);
+                s.totals.estimate.grow(grown);
+                s.ring.grow(grown);
+            }
         }
         i
     }
@@ -173,6 +226,8 @@ pub struct EngineSettings {
     pub alerts: AlertThresholds,
     pub max_models: usize,
     pub max_classes: usize,
+    /// Segments per model before the rest go to [`OVERFLOW_SEGMENT`] (extension E4).
+    pub max_segments: usize,
     pub configured: FxHashMap<String, Vec<String>>,
     /// Each model's positive class, where it has one (extension E3).
     pub positive: FxHashMap<String, String>,
@@ -193,6 +248,7 @@ impl EngineSettings {
             max_models: settings.limits.max_models,
             max_classes: settings.limits.max_classes,
             reference_ns: settings.drift.reference.as_nanos() as i64,
+            max_segments: settings.limits.max_segments,
             thresholds: settings
                 .models
                 .iter()
@@ -221,6 +277,49 @@ impl EngineSettings {
     fn window_lengths(&self) -> Vec<u32> {
         self.windows.iter().filter_map(|w| w.buckets).collect()
     }
+}
+
+/// The positive-class score bin of a sample and its hits at the extra thresholds.
+struct Ranked {
+    bin: u16,
+    positive: bool,
+    hits: Vec<[bool; 3]>,
+}
+
+/// Counts one sample into one scope's totals and ring: the model's, or a segment's.
+#[inline(always)]
+fn count(
+    t: &mut Totals,
+    ring: &mut Ring,
+    head: i64,
+    bucket: i64,
+    s: &Sample,
+    ranked: &Option<Ranked>,
+) -> Placement {
+    t.cells.add(s.actual, s.predicted, 1);
+    t.samples += 1;
+    if let Some(l) = s.loss {
+        t.scored += 1;
+        t.loss.add(l);
+    }
+    t.first_ns = Some(t.first_ns.map_or(s.time_ns, |f| f.min(s.time_ns)));
+    t.last_ns = Some(t.last_ns.map_or(s.time_ns, |l| l.max(s.time_ns)));
+    ring.advance_to(head);
+    let placement = ring.record(bucket, s.actual, s.predicted, s.loss);
+    if let Some(c) = &s.calibration {
+        t.calibration.add(c);
+        if placement == Placement::InRing {
+            ring.record_calibration(bucket, c);
+        }
+    }
+    if let Some(r) = ranked {
+        t.ranking.add(r.bin, r.positive, 1);
+        thresholds::add(&mut t.thresholds, &r.hits, 1);
+        if placement == Placement::InRing {
+            ring.record_ranking(bucket, r.bin, r.positive, &r.hits);
+        }
+    }
+    placement
 }
 
 /// A scope of [`Engine::model_stats`]: `all`, or the i-th configured window.
@@ -289,6 +388,10 @@ impl Engine {
                 m.thresholds = thresholds;
                 m.totals.thresholds.clear();
                 m.ring.clear_thresholds();
+                for s in &mut m.segments {
+                    s.totals.thresholds.clear();
+                    s.ring.clear_thresholds();
+                }
             }
             if m.reference
                 .as_ref()
@@ -297,9 +400,30 @@ impl Engine {
                 // A reference of another length is not the one configured: begin anew.
                 m.reference = None;
             }
+            for s in &mut m.segments {
+                if s.reference
+                    .as_ref()
+                    .is_some_and(|r| r.end_ns - r.start_ns != settings.reference_ns)
+                {
+                    s.reference = None;
+                }
+            }
             let stride = m.totals.cells.stride();
             m.totals.estimate.ensure(stride);
             m.ring.ensure_layout();
+            for s in &mut m.segments {
+                if s.ring.windows.len() != lengths.len() {
+                    return Err("a segment's windows do not match its model's".into());
+                }
+                s.totals.estimate.ensure(stride);
+                s.ring.ensure_layout();
+            }
+            m.segment_index = m
+                .segments
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.name.clone(), i as u32))
+                .collect();
             m.class_index = m
                 .classes
                 .iter()
@@ -417,6 +541,9 @@ impl Engine {
             join_expired: [0; 2],
             label_delay: Histogram::default(),
             multi: settings.multi_label.contains(name).then(Default::default),
+            segments: Vec::new(),
+            segment_index: FxHashMap::default(),
+            segment_overflow: 0,
         };
         for c in &configured {
             state.intern(c);
@@ -499,71 +626,106 @@ impl Engine {
     }
 
     pub fn record(&mut self, s: Sample) {
+        self.record_in(s, NO_SEGMENT);
+    }
+
+    /// [`Engine::record`] of a sample of segment `segment` (an id from
+    /// [`Engine::segment_id`], or [`NO_SEGMENT`]): counted in the model, and once more
+    /// in the segment (extension E4).
+    pub fn record_in(&mut self, s: Sample, segment: u32) {
         self.advance_watermark(s.time_ns);
         let bucket = self.bucket_of(s.time_ns);
         let head = self.watermark_bucket.expect("set above");
         let m = &mut self.models[s.model as usize];
-        let t = &mut m.totals;
-        t.cells.add(s.actual, s.predicted, 1);
-        t.samples += 1;
-        if let Some(l) = s.loss {
-            t.scored += 1;
-            t.loss.add(l);
-        }
-        t.first_ns = Some(t.first_ns.map_or(s.time_ns, |f| f.min(s.time_ns)));
-        t.last_ns = Some(t.last_ns.map_or(s.time_ns, |l| l.max(s.time_ns)));
-        m.ring.advance_to(head);
-        let placement = m.ring.record(bucket, s.actual, s.predicted, s.loss);
+        let ranked = s.positive.map(|(score, positive)| Ranked {
+            bin: ranking::bin_of(score),
+            positive,
+            hits: thresholds::hits(&m.thresholds, score, positive),
+        });
+        let placement = count(&mut m.totals, &mut m.ring, head, bucket, &s, &ranked);
         if placement == Placement::Late {
             m.late_samples += 1;
         }
-        if let Some(c) = &s.calibration {
-            m.totals.calibration.add(c);
-            if placement == Placement::InRing {
-                m.ring.record_calibration(bucket, c);
-            }
-        }
-        if let Some((score, positive)) = s.positive {
-            let bin = ranking::bin_of(score);
-            m.totals.ranking.add(bin, positive, 1);
-            let hits = thresholds::hits(&m.thresholds, score, positive);
-            thresholds::add(&mut m.totals.thresholds, &hits, 1);
-            if placement == Placement::InRing {
-                m.ring.record_ranking(bucket, bin, positive, &hits);
-            }
+        if let Some(seg) = m.segments.get_mut(segment as usize) {
+            count(&mut seg.totals, &mut seg.ring, head, bucket, &s, &ranked);
         }
     }
 
+    /// The id of segment `name` of model `model`, which takes a slot the first time:
+    /// beyond `limits.max_segments` a new name goes to [`OVERFLOW_SEGMENT`] instead
+    /// (counted in [`ModelState::segment_overflow`], logged rate-limited). Call it for
+    /// accepted events only, so that a rejected event takes no slot.
+    pub fn segment_id(&mut self, model: u32, name: &str) -> u32 {
+        let settings = self.settings.as_ref().expect("settings");
+        let m = &mut self.models[model as usize];
+        if let Some(&s) = m.segment_index.get(name) {
+            return s;
+        }
+        let name = if m.segments.len() < settings.max_segments {
+            name
+        } else {
+            m.segment_overflow += 1;
+            // Powers of two: a handful of lines for any number of events.
+            if m.segment_overflow.is_power_of_two() {
+                tracing::warn!(
+                    model = %m.name,
+                    segment = %name,
+                    events = m.segment_overflow,
+                    max_segments = settings.max_segments,
+                    "segments beyond limits.max_segments are counted as {OVERFLOW_SEGMENT}"
+                );
+            }
+            if let Some(&s) = m.segment_index.get(OVERFLOW_SEGMENT) {
+                return s;
+            }
+            OVERFLOW_SEGMENT
+        };
+        let stride = m.totals.cells.stride();
+        let id = m.segments.len() as u32;
+        m.segments.push(Segment {
+            name: name.to_string(),
+            totals: Totals {
+                cells: Dense::with_stride(stride),
+                estimate: FloatDense::with_stride(stride),
+                ..Default::default()
+            },
+            reference: None,
+            ring: Ring::new(&settings.window_lengths(), stride),
+        });
+        m.segment_index.insert(name.to_string(), id);
+        id
+    }
+
     /// Counts an accepted prediction of class `predicted` at `time_ns` on arrival, with
-    /// its drift score (see [`drift`]): in `all`, the windows and the reference. Call it
-    /// after recording the sample the event completes, if any.
+    /// its drift score (see [`drift`]): in `all`, the windows and the reference, of the
+    /// model and of its segment `segment` (unless [`NO_SEGMENT`]). Call it after
+    /// recording the sample the event completes, if any.
     pub fn record_prediction(
         &mut self,
         model: u32,
+        segment: u32,
         predicted: u32,
         time_ns: i64,
         score: Option<f64>,
     ) {
         let bucket = self.bucket_of(time_ns);
         let settings = self.settings.as_ref().expect("settings");
-        let reference_ns = settings.reference_ns;
-        let bucket_ns = settings.bucket_ns;
+        let head = self.watermark_bucket;
         let bin = score.map(drift::score_bin);
+        let (bucket_ns, reference_ns) = (settings.bucket_ns, settings.reference_ns);
         let m = &mut self.models[model as usize];
-        m.totals.drift.add(predicted, bin);
-        let reference = m.reference.get_or_insert_with(|| {
-            let start_ns = bucket.saturating_mul(bucket_ns);
-            drift::Reference {
-                start_ns,
-                end_ns: start_ns.saturating_add(reference_ns),
-                complete: false,
-                counts: Default::default(),
+        let count = |totals: &mut Totals, ring: &mut Ring, reference: &mut Option<_>| {
+            totals.drift.add(predicted, bin);
+            drift::Reference::begin_or_get(reference, bucket, bucket_ns, reference_ns)
+                .observe(time_ns, predicted, bin);
+            if let Some(head) = head {
+                ring.advance_to(head);
+                ring.record_prediction(bucket, predicted, bin);
             }
-        });
-        reference.observe(time_ns, predicted, bin);
-        if let Some(head) = self.watermark_bucket {
-            m.ring.advance_to(head);
-            m.ring.record_prediction(bucket, predicted, bin);
+        };
+        count(&mut m.totals, &mut m.ring, &mut m.reference);
+        if let Some(s) = m.segments.get_mut(segment as usize) {
+            count(&mut s.totals, &mut s.ring, &mut s.reference);
         }
     }
 
@@ -594,6 +756,7 @@ impl Engine {
     pub fn hold_estimate<'a>(
         &mut self,
         model: u32,
+        segment: u32,
         predicted: u32,
         time_ns: i64,
         pairs: impl Iterator<Item = (&'a str, f64)>,
@@ -608,20 +771,25 @@ impl Engine {
         if column.is_empty() {
             return EstimateTag::default();
         }
-        if let Some(head) = self.watermark_bucket {
-            m.ring.advance_to(head);
-        }
-        for &(a, v) in column.iter() {
-            m.totals.estimate.add(a, predicted, v);
-        }
-        m.totals.estimated += 1;
-        let offset = match m.ring.estimate_placement(bucket) {
-            Some(placed) if bucket - placed < OUTSIDE_RING as i64 => {
-                m.ring.add_estimate(placed, predicted, column, 1.0);
-                (bucket - placed) as u16
+        let mut offset = OUTSIDE_RING;
+        // The model and its segment: their rings share the head (the watermark's
+        // bucket), so the one offset places the estimate alike in both.
+        for (t, ring) in m.scopes_mut(segment) {
+            if let Some(head) = self.watermark_bucket {
+                ring.advance_to(head);
             }
-            _ => OUTSIDE_RING,
-        };
+            for &(a, v) in column.iter() {
+                t.estimate.add(a, predicted, v);
+            }
+            t.estimated += 1;
+            offset = match ring.estimate_placement(bucket) {
+                Some(placed) if bucket - placed < OUTSIDE_RING as i64 => {
+                    ring.add_estimate(placed, predicted, column, 1.0);
+                    (bucket - placed) as u16
+                }
+                _ => OUTSIDE_RING,
+            };
+        }
         EstimateTag {
             known: known as u16,
             offset,
@@ -633,6 +801,7 @@ impl Engine {
     pub fn release_estimate<'a>(
         &mut self,
         model: u32,
+        segment: u32,
         predicted: u32,
         time_ns: i64,
         tag: EstimateTag,
@@ -650,17 +819,19 @@ impl Engine {
         if column.is_empty() {
             return;
         }
-        if let Some(head) = self.watermark_bucket {
-            m.ring.advance_to(head);
-        }
-        for &(a, v) in column.iter() {
-            m.totals.estimate.add(a, predicted, -v);
-        }
-        m.totals.estimated = m.totals.estimated.saturating_sub(1);
-        if tag.offset != OUTSIDE_RING {
-            // A bucket that has left the ring since took its estimate out of every window.
-            m.ring
-                .add_estimate(bucket - tag.offset as i64, predicted, column, -1.0);
+        for (t, ring) in m.scopes_mut(segment) {
+            if let Some(head) = self.watermark_bucket {
+                ring.advance_to(head);
+            }
+            for &(a, v) in column.iter() {
+                t.estimate.add(a, predicted, -v);
+            }
+            t.estimated = t.estimated.saturating_sub(1);
+            if tag.offset != OUTSIDE_RING {
+                // A bucket that has left the ring since took its estimate out of every
+                // window.
+                ring.add_estimate(bucket - tag.offset as i64, predicted, column, -1.0);
+            }
         }
     }
 
@@ -731,13 +902,26 @@ impl Engine {
     /// Computes every Section 2 figure and the alerts for one model and scope.
     pub fn model_stats(&mut self, model: u32, scope: ScopeId) -> ModelStats {
         let alerts = self.settings.as_ref().expect("settings").alerts.clone();
-        self.with_scope(model, scope, |view| stats::compute(view, &alerts))
+        self.with_scope(model, NO_SEGMENT, scope, |view| {
+            stats::compute(view, &alerts)
+        })
+    }
+
+    /// [`Engine::model_stats`] over the samples of one segment of the model (E4).
+    pub fn segment_stats(&mut self, model: u32, segment: u32, scope: ScopeId) -> ModelStats {
+        let alerts = self.settings.as_ref().expect("settings").alerts.clone();
+        self.with_scope(model, segment, scope, |view| stats::compute(view, &alerts))
     }
 
     /// Copies one model's counts in one scope, for [`ScopeCounts::compute`] outside the
     /// engine lock.
     pub fn scope_counts(&mut self, model: u32, scope: ScopeId) -> ScopeCounts {
-        self.with_scope(model, scope, |view| view.to_counts())
+        self.with_scope(model, NO_SEGMENT, scope, |view| view.to_counts())
+    }
+
+    /// [`Engine::scope_counts`] of one segment of the model (E4).
+    pub fn segment_counts(&mut self, model: u32, segment: u32, scope: ScopeId) -> ScopeCounts {
+        self.with_scope(model, segment, scope, |view| view.to_counts())
     }
 
     /// The alert thresholds [`ScopeCounts::compute`] needs.
@@ -745,13 +929,29 @@ impl Engine {
         &self.settings.as_ref().expect("settings").alerts
     }
 
-    fn with_scope<R>(&mut self, model: u32, scope: ScopeId, f: impl FnOnce(&Scope) -> R) -> R {
+    /// Calls `f` with one scope of the model, or of its segment `segment` when that is
+    /// not [`NO_SEGMENT`].
+    fn with_scope<R>(
+        &mut self,
+        model: u32,
+        segment: u32,
+        scope: ScopeId,
+        f: impl FnOnce(&Scope) -> R,
+    ) -> R {
         let settings = self.settings.as_ref().expect("settings");
         let bucket_secs = settings.bucket_ns as f64 / 1e9;
         let m = &mut self.models[model as usize];
         if let Some(head) = self.watermark_bucket {
             m.ring.advance_to(head);
+            if let Some(s) = m.segments.get_mut(segment as usize) {
+                s.ring.advance_to(head);
+            }
         }
+        let in_segment = m.segments.get(segment as usize).is_some();
+        let (totals, ring) = match m.segments.get(segment as usize) {
+            Some(s) => (&s.totals, &s.ring),
+            None => (&m.totals, &m.ring),
+        };
         let classes = m.classes.len();
         if m.positive.is_none() {
             if let Some(name) = &m.positive_name {
@@ -759,12 +959,15 @@ impl Engine {
             }
         }
         let positive = m.positive;
-        let reference = m.reference.as_ref();
+        let reference = match m.segments.get(segment as usize) {
+            Some(s) => s.reference.as_ref(),
+            None => m.reference.as_ref(),
+        };
         let window_calibration;
         let window_multi;
         let view = match scope {
             ScopeId::All => {
-                let t = &m.totals;
+                let t = totals;
                 let span = match (t.first_ns, t.last_ns) {
                     (Some(f), Some(l)) => (l - f) as f64 / 1e9,
                     _ => 0.0,
@@ -783,17 +986,19 @@ impl Engine {
                     calibration: &t.calibration,
                     ranking: positive.map(|p| (&t.ranking, p)),
                     thresholds: (&m.thresholds, &t.thresholds),
-                    multi: m.multi.as_ref().map(|x| &x.totals),
+                    multi: m.multi.as_ref().filter(|_| !in_segment).map(|x| &x.totals),
                     drift: (&t.drift, reference),
                 }
             }
             ScopeId::Window(w) => {
-                let s = m.ring.window_stats(w);
-                window_calibration = m.ring.window_calibration(w);
-                let sums = &m.ring.windows[w];
+                let s = ring.window_stats(w);
+                window_calibration = ring.window_calibration(w);
+                let sums = &ring.windows[w];
+                // Multi-label counts are per model only, not per segment (E4, E7).
                 window_multi = m
                     .multi
                     .as_ref()
+                    .filter(|_| !in_segment)
                     .map(|x| x.window(self.watermark_bucket, sums.buckets));
                 Scope {
                     cells: &sums.cells,

@@ -19,7 +19,8 @@ const PREDICTION: usize = 2;
 const LABEL: usize = 3;
 const SCORES: usize = 4;
 const TIMESTAMP: usize = 5;
-const FIELDS: usize = 6;
+const SEGMENT: usize = 6;
+const FIELDS: usize = 7;
 
 type Captured<'a> = [Option<&'a RawValue>; FIELDS];
 
@@ -42,6 +43,10 @@ impl PointerTrie {
             nodes: vec![TrieNode::default()],
         };
         for (field, segments) in pointers.into_iter().enumerate() {
+            // No pointer: an optional field that is not configured (`segment`).
+            if segments.is_empty() {
+                continue;
+            }
             let mut node = 0;
             for seg in segments {
                 node = match trie.nodes[node].children.iter().find(|c| c.key == *seg) {
@@ -98,6 +103,7 @@ impl Decoder {
                 &f.label,
                 &f.scores,
                 &f.timestamp,
+                f.segment.as_deref().unwrap_or(&[]),
             ]),
             unit: f.timestamp_unit,
             default_model: f.default_model.clone(),
@@ -269,6 +275,7 @@ impl Decoder {
                 return Err(Rejection::UnknownClass);
             }
         }
+        let segment = present(SEGMENT).and_then(segment_text);
         Ok(Event {
             model,
             id,
@@ -277,6 +284,7 @@ impl Decoder {
             scores,
             timestamp_ns,
             sets: None,
+            segment,
         })
     }
 
@@ -321,6 +329,8 @@ impl Decoder {
             scores: None,
             timestamp_ns,
             sets: Some(Box::new(sets)),
+            // Multi-label counts are kept per model, not per segment (E4, E7).
+            segment: None,
         })
     }
 
@@ -385,6 +395,20 @@ fn scalar_text(raw: &RawValue) -> Option<Scalar<'_>> {
             })))
         }
         _ => None,
+    }
+}
+
+/// A segment value (extension E4): a string as is, a number as written, a boolean as
+/// `true`/`false`. An empty string, an object or an array is no segment: the event still
+/// counts for its model.
+fn segment_text(raw: &RawValue) -> Option<Cow<'_, str>> {
+    match scalar_text(raw) {
+        Some(Scalar::Text(s) | Scalar::Integer(s) | Scalar::Bool(s)) => {
+            (!s.is_empty()).then_some(s)
+        }
+        None => {
+            matches!(raw.get().as_bytes()[0], b'-' | b'0'..=b'9').then(|| Cow::Borrowed(raw.get()))
+        }
     }
 }
 
@@ -1089,6 +1113,33 @@ mod tests {
             .unwrap()
             .sets
             .is_none());
+    }
+
+    #[test]
+    fn segment_values() {
+        let d = decoder_with(|r| r.fields.segment = "/ctx/country".into());
+        let seg = |ctx: &str| {
+            let line = format!(r#"{{"prediction":1,"label":1,"ctx":{{"country":{ctx}}}}}"#);
+            d.decode(line.as_bytes())
+                .unwrap()
+                .segment
+                .map(|s| s.into_owned())
+        };
+        assert_eq!(seg(r#""de""#).as_deref(), Some("de"));
+        assert_eq!(seg(r#""d\u0065""#).as_deref(), Some("de"));
+        assert_eq!(seg("7").as_deref(), Some("7"));
+        assert_eq!(seg("-0").as_deref(), Some("0"));
+        assert_eq!(seg("1.50").as_deref(), Some("1.50"), "a number as written");
+        assert_eq!(seg("true").as_deref(), Some("true"));
+        for none in ["\"\"", "null", "[1]", "{\"a\":1}"] {
+            assert_eq!(seg(none), None, "{none}");
+        }
+        // Not configured: no segment, whatever the event holds.
+        let plain = decoder_with(|_| {});
+        let e = plain
+            .decode(br#"{"prediction":1,"label":1,"segment":"x"}"#)
+            .unwrap();
+        assert!(e.segment.is_none());
     }
 
     #[test]

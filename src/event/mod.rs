@@ -238,6 +238,9 @@ pub struct Event<'a> {
     /// sets, duplicates collapsed; `prediction` and `label` are then `None`. `None` for
     /// single-label models, so their events allocate nothing for it.
     pub sets: Option<Box<ClassSets<'a>>>,
+    /// The segment the event's sample also counts in (extension E4), when
+    /// `[fields] segment` is configured and the event carries one.
+    pub segment: Option<Cow<'a, str>>,
 }
 
 /// The class sets of a multi-label event: `[prediction, label]`, each present or not.

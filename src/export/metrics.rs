@@ -33,6 +33,15 @@ pub struct ModelData {
     pub label_delay: DelayHistogram,
     /// (window label, stats) per configured window.
     pub scopes: Vec<(String, ModelStats)>,
+    /// Events whose segment went to `__other__` beyond `limits.max_segments` (E4).
+    pub segment_overflow: u64,
+}
+
+/// The segments of every model (extension E4) as models of their own, so that the
+/// model families render them: `models[i].name` is `i`, an index into `names`.
+pub struct SegmentData {
+    pub names: Arc<[(String, String)]>,
+    pub models: ScrapeData,
 }
 
 /// Everything one scrape renders, copied out of the engine.
@@ -43,6 +52,7 @@ pub struct ScrapeData {
     pub models: Vec<ModelData>,
     pub snapshot_failures: u64,
     pub snapshot_last_success: Option<f64>,
+    pub segments: Option<Box<SegmentData>>,
 }
 
 /// What a scrape copies under the engine lock; [`ScrapeCopy::compute`] turns it into
@@ -50,6 +60,8 @@ pub struct ScrapeData {
 pub struct ScrapeCopy {
     data: ScrapeData,
     counts: Vec<Vec<(String, ScopeCounts)>>,
+    /// Per segment, in the order of `data.segments` (extension E4).
+    segment_counts: Vec<Vec<(String, ScopeCounts)>>,
     alerts: AlertThresholds,
 }
 
@@ -59,9 +71,12 @@ impl ScrapeCopy {
         let ScrapeCopy {
             mut data,
             counts,
+            segment_counts,
             alerts,
         } = self;
-        for (model, scopes) in data.models.iter_mut().zip(counts) {
+        let segments = data.segments.as_mut().map(|s| &mut s.models.models[..]);
+        let all = data.models.iter_mut().chain(segments.into_iter().flatten());
+        for (model, scopes) in all.zip(counts.into_iter().chain(segment_counts)) {
             model.scopes = scopes
                 .into_iter()
                 .map(|(label, c)| (label, c.compute(&alerts)))
@@ -86,7 +101,34 @@ impl ScrapeData {
         let alerts = p.engine.alert_thresholds().clone();
         let mut models = Vec::with_capacity(p.engine.models().len());
         let mut counts = Vec::with_capacity(p.engine.models().len());
+        let (mut segment_names, mut segment_models) = (Vec::new(), Vec::new());
+        let mut segment_counts = Vec::new();
         for m in 0..p.engine.models().len() as u32 {
+            for s in 0..p.engine.model(m).segments().len() as u32 {
+                segment_counts.push(
+                    scopes
+                        .iter()
+                        .map(|(label, scope)| {
+                            (label.clone(), p.engine.segment_counts(m, s, *scope))
+                        })
+                        .collect::<Vec<_>>(),
+                );
+                let state = p.engine.model(m);
+                let segment = &state.segments()[s as usize];
+                segment_models.push(ModelData {
+                    name: segment_names.len().to_string(),
+                    classes: state.class_names().to_vec(),
+                    samples: segment.samples(),
+                    confusion: Vec::new(),
+                    late: 0,
+                    expired: [0; 2],
+                    pending: [0; 2],
+                    label_delay: DelayHistogram::default(),
+                    scopes: Vec::new(),
+                    segment_overflow: 0,
+                });
+                segment_names.push((state.name.clone(), segment.name.clone()));
+            }
             counts.push(
                 scopes
                     .iter()
@@ -104,8 +146,23 @@ impl ScrapeData {
                 pending: p.join.pending_of(m),
                 label_delay: state.label_delay.clone(),
                 scopes: Vec::new(),
+                segment_overflow: state.segment_overflow,
             });
         }
+        let segments = (!segment_names.is_empty()).then(|| {
+            Box::new(SegmentData {
+                names: segment_names.into(),
+                models: ScrapeData {
+                    sources: Vec::new(),
+                    up: Vec::new(),
+                    lag: Vec::new(),
+                    models: segment_models,
+                    snapshot_failures: 0,
+                    snapshot_last_success: None,
+                    segments: None,
+                },
+            })
+        });
         let data = ScrapeData {
             sources: p.sources.clone(),
             up: statuses.iter().map(|s| s.is_up()).collect(),
@@ -113,10 +170,12 @@ impl ScrapeData {
             models,
             snapshot_failures: shared.snapshot_failures,
             snapshot_last_success: shared.snapshot_last_success,
+            segments,
         };
         ScrapeCopy {
             data,
             counts,
+            segment_counts,
             alerts,
         }
     }
@@ -130,6 +189,9 @@ struct Family {
     /// The sample lines in [`Format::Text`].
     text: String,
     samples: usize,
+    /// For a segment family (extension E4): the (model, segment) names that the
+    /// `model` label's value (an index) stands for.
+    segments: Option<Arc<[(String, String)]>>,
 }
 
 fn label(name: &str, value: &str) -> LabelPair {
@@ -153,6 +215,8 @@ enum Format {
 struct Out {
     format: Format,
     families: Vec<Family>,
+    /// Set while the model families are built over segments (extension E4).
+    segments: Option<Arc<[(String, String)]>>,
 }
 
 impl Out {
@@ -160,11 +224,21 @@ impl Out {
         Out {
             format,
             families: Vec::new(),
+            segments: None,
         }
     }
 
     fn family(&self, name: &str, help: &str, kind: MetricType) -> Family {
-        Family::new(self.format, name, help, kind)
+        match &self.segments {
+            None => Family::new(self.format, name, help, kind),
+            Some(names) => {
+                let name = name.replacen("predmon_", "predmon_segment_", 1);
+                let help = format!("Per segment: {help}");
+                let mut f = Family::new(self.format, &name, &help, kind);
+                f.segments = Some(names.clone());
+                f
+            }
+        }
     }
 }
 
@@ -179,15 +253,51 @@ impl Family {
             format,
             text: String::new(),
             samples: 0,
+            segments: None,
         }
     }
 
-    fn labels(pairs: &[(&str, &str)]) -> Vec<LabelPair> {
-        pairs.iter().map(|(n, v)| label(n, v)).collect()
+    /// The label pairs as exported: in a segment family, `model` (an index) becomes
+    /// the model's name and the segment's.
+    fn expand<'p>(&'p self, pairs: &[(&'p str, &'p str)]) -> Vec<(&'p str, &'p str)> {
+        let mut out = Vec::with_capacity(pairs.len() + 1);
+        for &(name, value) in pairs {
+            match (&self.segments, name) {
+                (Some(names), "model") => {
+                    let (model, segment) = &names[value.parse::<usize>().expect("an index")];
+                    out.push(("model", model.as_str()));
+                    out.push(("segment", segment.as_str()));
+                }
+                _ => out.push((name, value)),
+            }
+        }
+        out
+    }
+
+    fn labels(&self, pairs: &[(&str, &str)]) -> Vec<LabelPair> {
+        self.expand(pairs)
+            .iter()
+            .map(|(n, v)| label(n, v))
+            .collect()
     }
 
     /// One sample line, exactly as prometheus' `TextEncoder` writes it.
     fn line(&mut self, suffix: &str, pairs: &[(&str, &str)], le: Option<&str>, v: f64) {
+        if self.segments.is_some() {
+            let expanded: Vec<(String, String)> = self
+                .expand(pairs)
+                .into_iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect();
+            let expanded: Vec<(&str, &str)> = expanded
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str()))
+                .collect();
+            let segments = self.segments.take();
+            self.line(suffix, &expanded, le, v);
+            self.segments = segments;
+            return;
+        }
         let t = &mut self.text;
         t.push_str(self.mf.name());
         t.push_str(suffix);
@@ -214,7 +324,7 @@ impl Family {
         }
         let mut g = Gauge::default();
         g.set_value(v);
-        let mut m = Metric::from_label(Self::labels(pairs));
+        let mut m = Metric::from_label(self.labels(pairs));
         m.set_gauge(g);
         self.mf.mut_metric().push(m);
     }
@@ -226,7 +336,7 @@ impl Family {
         }
         let mut c = Counter::default();
         c.set_value(v);
-        let mut m = Metric::from_label(Self::labels(pairs));
+        let mut m = Metric::from_label(self.labels(pairs));
         m.set_counter(c);
         self.mf.mut_metric().push(m);
     }
@@ -261,13 +371,14 @@ impl Family {
         out.set_bucket(buckets);
         out.set_sample_count(h.count);
         out.set_sample_sum(h.sum);
-        let mut m = Metric::from_label(Self::labels(pairs));
+        let mut m = Metric::from_label(self.labels(pairs));
         m.set_histogram(out);
         self.mf.mut_metric().push(m);
     }
 
     fn done(self, out: &mut Out) {
-        if self.samples > 0 {
+        let wanted = self.segments.is_none() || SEGMENT_FAMILIES.contains(&self.mf.name());
+        if self.samples > 0 && wanted {
             out.families.push(self);
         }
     }
@@ -415,6 +526,7 @@ fn build(d: &ScrapeData, format: Format) -> Vec<Family> {
     }
 
     window_families(d, &mut out);
+    segment_families(d, &mut out);
 
     let mut failures = out.family(
         "predmon_state_snapshot_failures_total",
@@ -433,6 +545,72 @@ fn build(d: &ScrapeData, format: Format) -> Vec<Family> {
         last.done(&mut out);
     }
     out.families
+}
+
+/// The model families also exported per segment (extension E4): every windowed gauge
+/// of contract Section 6, and the extensions' gauges without a per-class, per-bin or
+/// per-threshold label, which would multiply the series by more than the segments.
+const SEGMENT_FAMILIES: [&str; 29] = [
+    "predmon_segment_window_samples",
+    "predmon_segment_accuracy",
+    "predmon_segment_balanced_accuracy",
+    "predmon_segment_majority_baseline_accuracy",
+    "predmon_segment_log_loss",
+    "predmon_segment_samples_per_second",
+    "predmon_segment_imbalance_ratio",
+    "predmon_segment_precision",
+    "predmon_segment_recall",
+    "predmon_segment_f1",
+    "predmon_segment_class_precision",
+    "predmon_segment_class_recall",
+    "predmon_segment_class_f1",
+    "predmon_segment_class_support",
+    "predmon_segment_class_predicted",
+    "predmon_segment_class_true_positives",
+    "predmon_segment_alert",
+    "predmon_segment_estimated_samples",
+    "predmon_segment_estimated_unlabelled_samples",
+    "predmon_segment_estimated_accuracy",
+    "predmon_segment_estimated_precision",
+    "predmon_segment_estimated_recall",
+    "predmon_segment_estimated_f1",
+    "predmon_segment_calibration_error",
+    "predmon_segment_brier_score",
+    "predmon_segment_roc_auc",
+    "predmon_segment_pr_auc",
+    "predmon_segment_prediction_psi",
+    "predmon_segment_score_psi",
+];
+
+/// Extension E4: the segment counters, and [`SEGMENT_FAMILIES`] built by the model
+/// families over the segments, with a `segment` label after `model`.
+fn segment_families(d: &ScrapeData, out: &mut Out) {
+    use MetricType::COUNTER;
+    let mut overflow = out.family(
+        "predmon_segment_overflow_total",
+        "Events whose segment was new beyond limits.max_segments, counted as __other__.",
+        COUNTER,
+    );
+    let Some(segments) = &d.segments else { return };
+    for m in &d.models {
+        overflow.counter(&[("model", &m.name)], m.segment_overflow as f64);
+    }
+    overflow.done(out);
+    let mut inner = Out {
+        format: out.format,
+        families: Vec::new(),
+        segments: Some(segments.names.clone()),
+    };
+    let mut samples = inner.family("predmon_samples_total", "Joined samples counted.", COUNTER);
+    for m in &segments.models.models {
+        samples.counter(&[("model", &m.name)], m.samples as f64);
+    }
+    // Not a windowed family: kept whatever the list says.
+    if samples.samples > 0 {
+        inner.families.push(samples);
+    }
+    window_families(&segments.models, &mut inner);
+    out.families.append(&mut inner.families);
 }
 
 /// (metric name, help, value): one table row per gauge family.
@@ -1135,5 +1313,52 @@ mod tests {
         assert!(text.contains("predmon_label_delay_seconds_bucket{"));
         assert!(text.contains(r#"class="new\nline""#), "{text}");
         assert_eq!(text, expected);
+    }
+
+    /// Extension E4: segment families carry `segment` after `model`, render as the text
+    /// encoder would, and leave the model families as they are.
+    #[test]
+    fn segment_families_render_with_a_segment_label() {
+        let mut raw = RawConfig::default();
+        raw.fields.segment = "/s".into();
+        raw.limits.max_segments = 1;
+        let settings = Settings::from_raw(raw).unwrap();
+        let mut p = Pipeline::new(&settings, Mode::Daemon, None, &["src"]);
+        let now = 1_795_773_600_000_000_000;
+        for l in [
+            r#"{"model":"m","prediction":"a","label":"a","s":"x\"y","timestamp":1795773599}"#,
+            r#"{"model":"m","prediction":"a","label":"b","s":"z","timestamp":1795773599}"#,
+            r#"{"model":"m","prediction":"b","label":"b","timestamp":1795773599}"#,
+        ] {
+            p.ingest(0, l.as_bytes(), now).unwrap();
+        }
+        let shared = Arc::new(Mutex::new(Shared::new(p)));
+        let collector = EngineCollector::new(shared, Vec::new());
+        let registry = prometheus::Registry::new();
+        let text = render(&collector, &registry).unwrap();
+        let mut all = collector.collect();
+        all.sort_by(|a, b| a.name().cmp(b.name()));
+        let mut expected = String::new();
+        prometheus::TextEncoder::new()
+            .encode_utf8(&all, &mut expected)
+            .unwrap();
+        assert!(text == expected, "text and protobuf renderings differ");
+        for want in [
+            r#"predmon_segment_samples_total{model="m",segment="x\"y"} 1"#,
+            r#"predmon_segment_samples_total{model="m",segment="__other__"} 1"#,
+            r#"predmon_segment_overflow_total{model="m"} 1"#,
+            r#"predmon_segment_accuracy{model="m",segment="__other__",window="all"} 0"#,
+            r#"predmon_segment_f1{model="m",segment="x\"y",window="5m",average="macro"} 1"#,
+            r#"predmon_segment_class_support{model="m",segment="__other__",window="1m",class="b"} 1"#,
+            r#"predmon_accuracy{model="m",window="all"} 0.6666666666666666"#,
+            r#"predmon_samples_total{model="m"} 3"#,
+        ] {
+            assert!(text.contains(want), "{want} in\n{text}");
+        }
+        // Families beyond the list (per bin, per threshold, per class estimates) are not
+        // exported per segment.
+        assert!(!text.contains("predmon_segment_calibration_bin"));
+        assert!(!text.contains("predmon_segment_estimated_class"));
+        assert!(!text.contains("predmon_segment_confusion_total"));
     }
 }
