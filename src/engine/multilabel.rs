@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use serde::{Deserialize, Serialize};
 
 use super::counts::Sum;
-use super::stats::{ClassStats, ModelStats, Prf};
+use super::stats::{class_figures, ratio, ModelStats, Prf};
 
 /// The additive counts of one scope (all samples, one bucket, or a window's sum).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -28,14 +28,6 @@ pub struct Counts {
     pub f1: Sum,
     /// (tp, fp, fn) by class index; shorter when the last classes have none.
     pub classes: Vec<[u64; 3]>,
-}
-
-fn ratio(num: f64, den: f64) -> f64 {
-    if den == 0.0 {
-        0.0
-    } else {
-        num / den
-    }
 }
 
 impl Counts {
@@ -177,76 +169,20 @@ pub fn apply(stats: &mut ModelStats, c: &Counts, configured: usize, names: &[Str
         seen.sort_by(|&a, &b| names[a].cmp(&names[b]));
         seen
     };
-    let mut classes = Vec::with_capacity(labels.len());
-    let (mut tp_sum, mut fp_sum, mut fn_sum) = (0u64, 0u64, 0u64);
-    let (mut macro_sum, mut weighted_sum) = (Prf::default(), Prf::default());
-    let (mut recall_sum, mut supported) = (0.0, 0u64);
-    let (mut max_support, mut min_support) = (0u64, u64::MAX);
-    for &k in &labels {
+    let figures = class_figures(n, &labels, |k| {
         let [tp, fp, fn_] = at(k);
-        let (support, predicted) = (tp + fn_, tp + fp);
-        let prf = Prf {
-            precision: ratio(tp as f64, predicted as f64),
-            recall: ratio(tp as f64, support as f64),
-            f1: ratio(2.0 * tp as f64, (2 * tp + fp + fn_) as f64),
-        };
-        tp_sum += tp;
-        fp_sum += fp;
-        fn_sum += fn_;
-        macro_sum.precision += prf.precision;
-        macro_sum.recall += prf.recall;
-        macro_sum.f1 += prf.f1;
-        let w = support as f64;
-        weighted_sum.precision += prf.precision * w;
-        weighted_sum.recall += prf.recall * w;
-        weighted_sum.f1 += prf.f1 * w;
-        if support > 0 {
-            recall_sum += prf.recall;
-            supported += 1;
-            max_support = max_support.max(support);
-            min_support = min_support.min(support);
-        }
-        classes.push(ClassStats {
-            class: k as u32,
-            prf,
-            support,
-            predicted,
-            tp,
-            fp,
-            fn_,
-            tn: n - tp - fp - fn_,
-            label_share: ratio(support as f64, nf),
-            prediction_share: ratio(predicted as f64, nf),
-        });
-    }
-    let l = labels.len() as f64;
-    let tw = (tp_sum + fn_sum) as f64;
+        (tp, tp + fp, tp + fn_)
+    });
     stats.samples = n;
     stats.accuracy = ratio(c.exact as f64, nf);
-    stats.balanced_accuracy = ratio(recall_sum, supported as f64);
+    stats.balanced_accuracy = figures.balanced_accuracy;
     // No single-label baseline exists for sets: never exported, near_chance never fires.
     stats.majority_baseline_accuracy = 0.0;
-    stats.imbalance_ratio = if supported > 0 {
-        max_support as f64 / min_support as f64
-    } else {
-        0.0
-    };
-    stats.micro = Prf {
-        precision: ratio(tp_sum as f64, (tp_sum + fp_sum) as f64),
-        recall: ratio(tp_sum as f64, tw),
-        f1: ratio(2.0 * tp_sum as f64, (2 * tp_sum + fp_sum + fn_sum) as f64),
-    };
-    stats.macro_ = Prf {
-        precision: ratio(macro_sum.precision, l),
-        recall: ratio(macro_sum.recall, l),
-        f1: ratio(macro_sum.f1, l),
-    };
-    stats.weighted = Prf {
-        precision: ratio(weighted_sum.precision, tw),
-        recall: ratio(weighted_sum.recall, tw),
-        f1: ratio(weighted_sum.f1, tw),
-    };
-    stats.classes = classes;
+    stats.imbalance_ratio = figures.imbalance_ratio;
+    stats.micro = figures.micro;
+    stats.macro_ = figures.macro_;
+    stats.weighted = figures.weighted;
+    stats.classes = figures.classes;
     stats.confusion.clear();
     stats.multi_label = Some(MultiLabelStats {
         samples_average: Prf {
@@ -254,7 +190,7 @@ pub fn apply(stats: &mut ModelStats, c: &Counts, configured: usize, names: &[Str
             recall: ratio(c.recall.value(), nf),
             f1: ratio(c.f1.value(), nf),
         },
-        hamming_loss: ratio(c.hamming as f64, nf * l),
+        hamming_loss: ratio(c.hamming as f64, nf * labels.len() as f64),
     });
 }
 

@@ -171,7 +171,8 @@ impl ScopeCounts {
     }
 }
 
-fn ratio(num: f64, den: f64) -> f64 {
+/// `num / den`, 0 for 0 / 0 (scikit-learn's `zero_division=0`).
+pub(crate) fn ratio(num: f64, den: f64) -> f64 {
     if den == 0.0 {
         0.0
     } else {
@@ -179,45 +180,36 @@ fn ratio(num: f64, den: f64) -> f64 {
     }
 }
 
-pub fn compute(scope: &Scope, thresholds: &AlertThresholds) -> ModelStats {
-    let k = scope.classes;
-    let mut support = vec![0u64; k];
-    let mut predicted = vec![0u64; k];
-    let mut correct = 0u64;
-    let mut confusion = Vec::new();
-    for (a, support_a) in support.iter_mut().enumerate() {
-        for (p, predicted_p) in predicted.iter_mut().enumerate() {
-            let n = scope.cells.get(a, p);
-            if n > 0 {
-                *support_a += n;
-                *predicted_p += n;
-                if a == p {
-                    correct += n;
-                }
-                confusion.push((a as u32, p as u32, n));
-            }
-        }
-    }
-    let n = scope.samples;
-    let nf = n as f64;
-    let labels: Vec<usize> = if scope.configured > 0 {
-        (0..scope.configured).collect()
-    } else {
-        let mut seen: Vec<usize> = (0..k)
-            .filter(|&c| support[c] > 0 || predicted[c] > 0)
-            .collect();
-        seen.sort_by(|&a, &b| scope.names[a].cmp(&scope.names[b]));
-        seen
-    };
+/// The per-class figures of a scope and what is averaged over the classes.
+pub(crate) struct ClassFigures {
+    pub classes: Vec<ClassStats>,
+    pub micro: Prf,
+    pub macro_: Prf,
+    pub weighted: Prf,
+    /// Mean recall over the classes with support.
+    pub balanced_accuracy: f64,
+    /// Largest support / smallest non-zero support; 0 without support.
+    pub imbalance_ratio: f64,
+    pub max_support: u64,
+}
 
+/// Precision, recall and F1 of each class of `labels` from its (tp, predicted, support)
+/// over `n` samples, with the micro, macro and weighted averages (scikit-learn's
+/// `precision_recall_fscore_support`): one definition for single- and multi-label
+/// scopes.
+pub(crate) fn class_figures(
+    n: u64,
+    labels: &[usize],
+    counts: impl Fn(usize) -> (u64, u64, u64),
+) -> ClassFigures {
+    let nf = n as f64;
     let mut classes = Vec::with_capacity(labels.len());
     let (mut tp_sum, mut pred_sum, mut true_sum) = (0u64, 0u64, 0u64);
     let (mut macro_sum, mut weighted_sum) = (Prf::default(), Prf::default());
     let (mut recall_sum, mut recall_classes) = (0.0, 0u64);
     let (mut max_support, mut min_support) = (0u64, u64::MAX);
-    for &c in &labels {
-        let tp = scope.cells.get(c, c);
-        let (sup, pred) = (support[c], predicted[c]);
+    for &c in labels {
+        let (tp, pred, sup) = counts(c);
         let (fp, fn_) = (pred - tp, sup - tp);
         let prf = Prf {
             precision: ratio(tp as f64, pred as f64),
@@ -254,38 +246,80 @@ pub fn compute(scope: &Scope, thresholds: &AlertThresholds) -> ModelStats {
         });
     }
     let l = labels.len() as f64;
-    let micro = Prf {
-        precision: ratio(tp_sum as f64, pred_sum as f64),
-        recall: ratio(tp_sum as f64, true_sum as f64),
-        f1: ratio(2.0 * tp_sum as f64, (true_sum + pred_sum) as f64),
-    };
-    let macro_ = Prf {
-        precision: ratio(macro_sum.precision, l),
-        recall: ratio(macro_sum.recall, l),
-        f1: ratio(macro_sum.f1, l),
-    };
     let tw = true_sum as f64;
-    let weighted = Prf {
-        precision: ratio(weighted_sum.precision, tw),
-        recall: ratio(weighted_sum.recall, tw),
-        f1: ratio(weighted_sum.f1, tw),
-    };
-    let mut stats = ModelStats {
-        samples: n,
-        accuracy: ratio(correct as f64, nf),
+    ClassFigures {
+        classes,
+        micro: Prf {
+            precision: ratio(tp_sum as f64, pred_sum as f64),
+            recall: ratio(tp_sum as f64, tw),
+            f1: ratio(2.0 * tp_sum as f64, (true_sum + pred_sum) as f64),
+        },
+        macro_: Prf {
+            precision: ratio(macro_sum.precision, l),
+            recall: ratio(macro_sum.recall, l),
+            f1: ratio(macro_sum.f1, l),
+        },
+        weighted: Prf {
+            precision: ratio(weighted_sum.precision, tw),
+            recall: ratio(weighted_sum.recall, tw),
+            f1: ratio(weighted_sum.f1, tw),
+        },
         balanced_accuracy: ratio(recall_sum, recall_classes as f64),
-        majority_baseline_accuracy: ratio(max_support as f64, nf),
-        log_loss: (scope.scored > 0).then(|| scope.loss_sum / scope.scored as f64),
-        samples_per_second: ratio(nf, scope.seconds),
         imbalance_ratio: if recall_classes > 0 {
             max_support as f64 / min_support as f64
         } else {
             0.0
         },
-        micro,
-        macro_,
-        weighted,
-        classes,
+        max_support,
+    }
+}
+
+pub fn compute(scope: &Scope, thresholds: &AlertThresholds) -> ModelStats {
+    let k = scope.classes;
+    let mut support = vec![0u64; k];
+    let mut predicted = vec![0u64; k];
+    let mut correct = 0u64;
+    let mut confusion = Vec::new();
+    for (a, support_a) in support.iter_mut().enumerate() {
+        for (p, predicted_p) in predicted.iter_mut().enumerate() {
+            let n = scope.cells.get(a, p);
+            if n > 0 {
+                *support_a += n;
+                *predicted_p += n;
+                if a == p {
+                    correct += n;
+                }
+                confusion.push((a as u32, p as u32, n));
+            }
+        }
+    }
+    let n = scope.samples;
+    let nf = n as f64;
+    let labels: Vec<usize> = if scope.configured > 0 {
+        (0..scope.configured).collect()
+    } else {
+        let mut seen: Vec<usize> = (0..k)
+            .filter(|&c| support[c] > 0 || predicted[c] > 0)
+            .collect();
+        seen.sort_by(|&a, &b| scope.names[a].cmp(&scope.names[b]));
+        seen
+    };
+
+    let figures = class_figures(n, &labels, |c| {
+        (scope.cells.get(c, c), predicted[c], support[c])
+    });
+    let mut stats = ModelStats {
+        samples: n,
+        accuracy: ratio(correct as f64, nf),
+        balanced_accuracy: figures.balanced_accuracy,
+        majority_baseline_accuracy: ratio(figures.max_support as f64, nf),
+        log_loss: (scope.scored > 0).then(|| scope.loss_sum / scope.scored as f64),
+        samples_per_second: ratio(nf, scope.seconds),
+        imbalance_ratio: figures.imbalance_ratio,
+        micro: figures.micro,
+        macro_: figures.macro_,
+        weighted: figures.weighted,
+        classes: figures.classes,
         confusion,
         alerts: Vec::new(),
         estimated: estimate::compute(

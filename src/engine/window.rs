@@ -64,7 +64,7 @@ impl BucketEstimate {
 }
 
 /// A bucket older than the head, stored sparsely: (actual, predicted, count).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct ClosedBucket {
     index: i64,
     cells: Vec<(u16, u16, u32)>,
@@ -270,23 +270,7 @@ impl Ring {
             self.head_cells.add(actual, predicted, 1);
             self.head_stats.add(loss);
         } else {
-            let at = self.closed.partition_point(|b| b.index < bucket);
-            if self.closed.get(at).is_none_or(|b| b.index != bucket) {
-                self.closed.insert(
-                    at,
-                    ClosedBucket {
-                        index: bucket,
-                        cells: Vec::new(),
-                        stats: BucketStats::default(),
-                        estimate: BucketEstimate::default(),
-                        calibration: None,
-                        ranking: SparseHistogram::default(),
-                        thresholds: Vec::new(),
-                        drift: BucketPredictions::default(),
-                    },
-                );
-            }
-            self.closed[at].add(actual, predicted, loss);
+            self.closed_mut(bucket).add(actual, predicted, loss);
         }
         for w in &mut self.windows {
             if age < w.buckets as i64 {
@@ -387,6 +371,28 @@ impl Ring {
         });
     }
 
+    /// The closed bucket `index`, if it holds anything.
+    fn closed_get_mut(&mut self, index: i64) -> Option<&mut ClosedBucket> {
+        let at = self.closed.partition_point(|b| b.index < index);
+        self.closed.get_mut(at).filter(|b| b.index == index)
+    }
+
+    /// The closed bucket `index`, inserted empty in its place (the ring is sorted by
+    /// index) when it held nothing yet.
+    fn closed_mut(&mut self, index: i64) -> &mut ClosedBucket {
+        let at = self.closed.partition_point(|b| b.index < index);
+        if self.closed.get(at).is_none_or(|b| b.index != index) {
+            self.closed.insert(
+                at,
+                ClosedBucket {
+                    index,
+                    ..Default::default()
+                },
+            );
+        }
+        &mut self.closed[at]
+    }
+
     /// Where the estimate of a prediction in bucket `bucket` goes: that bucket, or the
     /// head when the prediction is newer than the watermark (a half does not move the
     /// watermark). `None` when it falls outside the ring: it then counts in `all` only.
@@ -418,23 +424,9 @@ impl Ring {
                 self.head_estimated = self.head_estimated.saturating_sub(1);
             }
         } else {
-            let at = self.closed.partition_point(|b| b.index < placed);
-            if self.closed.get(at).is_none_or(|b| b.index != placed) {
-                self.closed.insert(
-                    at,
-                    ClosedBucket {
-                        index: placed,
-                        cells: Vec::new(),
-                        stats: BucketStats::default(),
-                        estimate: BucketEstimate::default(),
-                        calibration: None,
-                        ranking: SparseHistogram::default(),
-                        thresholds: Vec::new(),
-                        drift: BucketPredictions::default(),
-                    },
-                );
-            }
-            self.closed[at].estimate.add(predicted, column, sign);
+            self.closed_mut(placed)
+                .estimate
+                .add(predicted, column, sign);
         }
         for w in &mut self.windows {
             if age < w.buckets as i64 {
@@ -458,8 +450,7 @@ impl Ring {
         if bucket == head {
             self.head_calibration.add(c);
         } else {
-            let at = self.closed.partition_point(|b| b.index < bucket);
-            if let Some(b) = self.closed.get_mut(at).filter(|b| b.index == bucket) {
+            if let Some(b) = self.closed_get_mut(bucket) {
                 b.calibration.get_or_insert_with(Default::default).add(c);
             }
         }
@@ -477,8 +468,7 @@ impl Ring {
             self.head_ranking.add(bin, positive);
             super::thresholds::add(&mut self.head_thresholds, hits, 1);
         } else {
-            let at = self.closed.partition_point(|b| b.index < bucket);
-            match self.closed.get_mut(at).filter(|b| b.index == bucket) {
+            match self.closed_get_mut(bucket) {
                 Some(b) => {
                     b.ranking.add(bin, positive);
                     super::thresholds::add(&mut b.thresholds, hits, 1);
@@ -506,23 +496,7 @@ impl Ring {
         if age == 0 {
             self.head_drift.add(class, bin);
         } else {
-            let at = self.closed.partition_point(|b| b.index < placed);
-            if self.closed.get(at).is_none_or(|b| b.index != placed) {
-                self.closed.insert(
-                    at,
-                    ClosedBucket {
-                        index: placed,
-                        cells: Vec::new(),
-                        stats: BucketStats::default(),
-                        estimate: BucketEstimate::default(),
-                        calibration: None,
-                        ranking: SparseHistogram::default(),
-                        thresholds: Vec::new(),
-                        drift: BucketPredictions::default(),
-                    },
-                );
-            }
-            self.closed[at].drift.add(class, bin);
+            self.closed_mut(placed).drift.add(class, bin);
         }
         for w in &mut self.windows {
             if age < w.buckets as i64 {

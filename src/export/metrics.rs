@@ -616,10 +616,33 @@ fn segment_families(d: &ScrapeData, out: &mut Out) {
 /// (metric name, help, value): one table row per gauge family.
 type GaugeSpec<T> = (&'static str, &'static str, fn(&T) -> f64);
 
+/// [`GaugeSpec`] whose value may be absent (no sample then).
+type OptionalGaugeSpec<T> = (&'static str, &'static str, fn(&T) -> Option<f64>);
+
+/// One family per row of `table`, with a sample per model and window where the row's
+/// accessor, applied to `part` of that scope's figures, gives a value.
+fn scope_gauges<T>(
+    d: &ScrapeData,
+    out: &mut Out,
+    table: &[OptionalGaugeSpec<T>],
+    part: impl Fn(&ModelStats) -> Option<&T>,
+) {
+    for &(name, help, value) in table {
+        let mut f = out.family(name, help, MetricType::GAUGE);
+        for m in &d.models {
+            for (window, s) in &m.scopes {
+                if let Some(v) = part(s).and_then(value) {
+                    f.gauge(&[("model", &m.name), ("window", window)], v);
+                }
+            }
+        }
+        f.done(out);
+    }
+}
+
 fn window_families(d: &ScrapeData, out: &mut Out) {
     use MetricType::GAUGE;
-    #[allow(clippy::type_complexity)] // a table of (name, help, accessor)
-    let model_gauges: [(&str, &str, fn(&ModelStats) -> Option<f64>); 8] = [
+    let model_gauges: [OptionalGaugeSpec<ModelStats>; 8] = [
         ("predmon_window_samples", "Samples in the window.", |s| {
             Some(s.samples as f64)
         }),
@@ -664,17 +687,7 @@ fn window_families(d: &ScrapeData, out: &mut Out) {
             |s| s.multi_label.map(|m| m.hamming_loss),
         ),
     ];
-    for (name, help, value) in model_gauges {
-        let mut f = out.family(name, help, GAUGE);
-        for m in &d.models {
-            for (window, s) in &m.scopes {
-                if let Some(v) = value(s) {
-                    f.gauge(&[("model", &m.name), ("window", window)], v);
-                }
-            }
-        }
-        f.done(out);
-    }
+    scope_gauges(d, out, &model_gauges, |s| Some(s));
     let averages: [GaugeSpec<crate::engine::stats::Prf>; 3] = [
         (
             "predmon_precision",
@@ -810,35 +823,24 @@ fn window_families(d: &ScrapeData, out: &mut Out) {
 fn estimated_families(d: &ScrapeData, out: &mut Out) {
     use crate::engine::estimate::EstimatedStats;
     use MetricType::GAUGE;
-    let model_gauges: [GaugeSpec<EstimatedStats>; 3] = [
+    let model_gauges: [OptionalGaugeSpec<EstimatedStats>; 3] = [
         (
             "predmon_estimated_samples",
             "Labelled samples plus unlabelled predictions with scores in the estimate.",
-            |e| e.samples as f64,
+            |e| Some(e.samples as f64),
         ),
         (
             "predmon_estimated_unlabelled_samples",
             "Predictions with scores still waiting for their label, counted by expectation.",
-            |e| e.unlabelled as f64,
+            |e| Some(e.unlabelled as f64),
         ),
         (
             "predmon_estimated_accuracy",
             "Estimated accuracy: labelled samples plus the expected cells of unlabelled ones.",
-            |e| e.accuracy,
+            |e| Some(e.accuracy),
         ),
     ];
-    for (name, help, value) in model_gauges {
-        let mut f = out.family(name, help, GAUGE);
-        for m in &d.models {
-            for (window, s) in &m.scopes {
-                f.gauge(
-                    &[("model", &m.name), ("window", window)],
-                    value(&s.estimated),
-                );
-            }
-        }
-        f.done(out);
-    }
+    scope_gauges(d, out, &model_gauges, |s| Some(&s.estimated));
     let averages: [GaugeSpec<crate::engine::stats::Prf>; 3] = [
         (
             "predmon_estimated_precision",
@@ -917,8 +919,7 @@ fn estimated_families(d: &ScrapeData, out: &mut Out) {
 fn calibration_families(d: &ScrapeData, out: &mut Out) {
     use crate::engine::calibration::{bin_label, Bin, CalibrationStats, BINS};
     use MetricType::GAUGE;
-    #[allow(clippy::type_complexity)] // a table of (name, help, accessor)
-    let model_gauges: [(&str, &str, fn(&CalibrationStats) -> Option<f64>); 2] = [
+    let model_gauges: [OptionalGaugeSpec<CalibrationStats>; 2] = [
         (
             "predmon_calibration_error",
             "Expected calibration error over 15 equal-width confidence bins.",
@@ -930,17 +931,7 @@ fn calibration_families(d: &ScrapeData, out: &mut Out) {
             |c| c.brier,
         ),
     ];
-    for (name, help, value) in model_gauges {
-        let mut f = out.family(name, help, GAUGE);
-        for m in &d.models {
-            for (window, s) in &m.scopes {
-                if let Some(v) = value(&s.calibration) {
-                    f.gauge(&[("model", &m.name), ("window", window)], v);
-                }
-            }
-        }
-        f.done(out);
-    }
+    scope_gauges(d, out, &model_gauges, |s| Some(&s.calibration));
     let labels: Vec<String> = (0..BINS).map(bin_label).collect();
     let per_bin: [GaugeSpec<Bin>; 3] = [
         (
@@ -982,9 +973,7 @@ fn calibration_families(d: &ScrapeData, out: &mut Out) {
 /// class and windows with both positive and negative scored samples.
 fn ranking_families(d: &ScrapeData, out: &mut Out) {
     use crate::engine::ranking::RankingStats;
-    use MetricType::GAUGE;
-    #[allow(clippy::type_complexity)] // a table of (name, help, accessor)
-    let gauges: [(&str, &str, fn(&RankingStats) -> Option<f64>); 2] = [
+    let gauges: [OptionalGaugeSpec<RankingStats>; 2] = [
         (
             "predmon_roc_auc",
             "Area under the ROC curve of the positive class's score.",
@@ -996,17 +985,7 @@ fn ranking_families(d: &ScrapeData, out: &mut Out) {
             |r| r.pr_auc,
         ),
     ];
-    for (name, help, value) in gauges {
-        let mut f = out.family(name, help, GAUGE);
-        for m in &d.models {
-            for (window, s) in &m.scopes {
-                if let Some(v) = s.ranking.as_ref().and_then(value) {
-                    f.gauge(&[("model", &m.name), ("window", window)], v);
-                }
-            }
-        }
-        f.done(out);
-    }
+    scope_gauges(d, out, &gauges, |s| s.ranking.as_ref());
 }
 
 /// Extension E6: the positive class at each extra threshold, labelled `threshold`.
@@ -1071,8 +1050,7 @@ fn threshold_families(d: &ScrapeData, out: &mut Out) {
 fn drift_families(d: &ScrapeData, out: &mut Out) {
     use crate::engine::drift::{edge, DriftStats, SCORE_BINS};
     use MetricType::GAUGE;
-    #[allow(clippy::type_complexity)] // a table of (name, help, accessor)
-    let gauges: [(&str, &str, fn(&DriftStats) -> Option<f64>); 2] = [
+    let gauges: [OptionalGaugeSpec<DriftStats>; 2] = [
         (
             "predmon_prediction_psi",
             "Population stability index of the predicted classes against the model's reference period.",
@@ -1084,17 +1062,7 @@ fn drift_families(d: &ScrapeData, out: &mut Out) {
             |s| s.score_psi,
         ),
     ];
-    for (name, help, value) in gauges {
-        let mut f = out.family(name, help, GAUGE);
-        for m in &d.models {
-            for (window, s) in &m.scopes {
-                if let Some(v) = value(&s.drift) {
-                    f.gauge(&[("model", &m.name), ("window", window)], v);
-                }
-            }
-        }
-        f.done(out);
-    }
+    scope_gauges(d, out, &gauges, |s| Some(&s.drift));
     let bins: Vec<String> = (0..SCORE_BINS)
         .map(|i| format!("{:.1}", edge(i + 1)))
         .collect();
