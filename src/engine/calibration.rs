@@ -17,11 +17,7 @@ pub const BINS: usize = 15;
 /// The upper edge of bin `i`, as numpy's `linspace(0, 1, 16)` computes it (so that
 /// scikit-learn's `calibration_curve(strategy="uniform")` bins every value alike).
 pub fn edge(i: usize) -> f64 {
-    if i >= BINS {
-        1.0
-    } else {
-        i as f64 * (1.0 / BINS as f64)
-    }
+    super::counts::linspace_edge(i, BINS)
 }
 
 /// The bin of a confidence: bin i holds (edge(i), edge(i + 1)], bin 0 also 0, as

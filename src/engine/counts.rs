@@ -188,6 +188,17 @@ impl Sum {
     }
 }
 
+/// Edge `i` of `bins` equal-width bins over [0, 1], bit for bit as numpy's
+/// `linspace(0, 1, bins + 1)` computes it (`i * step`, the last edge exactly 1), so that
+/// values on an edge fall in the bin numpy and scikit-learn put them in.
+pub fn linspace_edge(i: usize, bins: usize) -> f64 {
+    if i >= bins {
+        1.0
+    } else {
+        i as f64 * (1.0 / bins as f64)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

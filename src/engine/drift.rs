@@ -28,11 +28,7 @@ pub const EPSILON: f64 = 1e-4;
 /// The lower edge of score bin `i` (the upper edge of bin i - 1), as numpy's
 /// `linspace(0, 1, 11)` computes it.
 pub fn edge(i: usize) -> f64 {
-    if i >= SCORE_BINS {
-        1.0
-    } else {
-        i as f64 * (1.0 / SCORE_BINS as f64)
-    }
+    super::counts::linspace_edge(i, SCORE_BINS)
 }
 
 /// The bin of a score, as `np.histogram(s, bins=np.linspace(0, 1, 11))` puts it: bin i
