@@ -267,6 +267,51 @@ fn assert_exactly_once(got: &[Vec<u8>], expected: &[String]) {
     );
 }
 
+/// What the topic holds once `producing` (n messages) has finished through a fault: at
+/// least the n messages, and whatever the producer retried after a request whose answer
+/// the fault swallowed (such a duplicate is in the log, and must be delivered like any
+/// message). The topic's ends must be the producer's.
+fn topic_after_fault(
+    bootstrap: &str,
+    topic: &str,
+    producing: std::thread::JoinHandle<BTreeMap<i32, i64>>,
+    n: usize,
+) -> (Vec<String>, BTreeMap<i32, i64>) {
+    let produced_ends = producing.join().expect("producer thread");
+    let (log, ends) = topic_contents(bootstrap, topic);
+    assert!(
+        log.len() >= n,
+        "the topic holds {} of {n} messages",
+        log.len()
+    );
+    assert_eq!(
+        ends, produced_ends,
+        "the topic's ends and the producer's differ"
+    );
+    (log, ends)
+}
+
+/// Stops `run` once it has read as many events as `log` holds, and checks that it
+/// delivered each message exactly once, with positions that only move forward and end
+/// at `ends`.
+fn stop_with_every_message(
+    rt: &tokio::runtime::Runtime,
+    run: Running,
+    topic: &str,
+    log: &[String],
+    ends: &BTreeMap<i32, i64>,
+) {
+    wait_until(Duration::from_secs(30), "every event in the topic", || {
+        run.events() >= log.len()
+    });
+    // Time for a last batch's positions to reach the snapshot side.
+    std::thread::sleep(Duration::from_millis(1500));
+    let got = run.stop(rt);
+    assert_exactly_once(&got.lines, log);
+    assert_positions_monotonic(&got.positions, topic);
+    assert_eq!(got.positions.last().unwrap(), &position_of(topic, ends));
+}
+
 fn position_of(topic: &str, ends: &BTreeMap<i32, i64>) -> Value {
     let parts: serde_json::Map<String, Value> = ends
         .iter()
@@ -451,27 +496,8 @@ fn broker_outage_marks_down_and_loses_nothing() {
         t_restore.elapsed(),
         during - cut_at
     );
-    let produced_ends = producing.join().expect("producer thread");
-    // Compare with what the topic really holds: the producer may have retried a request
-    // whose response the outage swallowed, and such a duplicate is in the log.
-    let (log, ends) = topic_contents(&broker.bootstrap(), &topic);
-    assert!(
-        log.len() >= n,
-        "the topic holds {} of {n} messages",
-        log.len()
-    );
-    wait_until(Duration::from_secs(30), "every event in the topic", || {
-        run.events() >= log.len()
-    });
-    std::thread::sleep(Duration::from_millis(1500));
-    let got = run.stop(&rt);
-    assert_exactly_once(&got.lines, &log);
-    assert_positions_monotonic(&got.positions, &topic);
-    assert_eq!(got.positions.last().unwrap(), &position_of(&topic, &ends));
-    assert_eq!(
-        ends, produced_ends,
-        "the topic's ends and the producer's differ"
-    );
+    let (log, ends) = topic_after_fault(&broker.bootstrap(), &topic, producing, n);
+    stop_with_every_message(&rt, run, &topic, &log, &ends);
     eprintln!("outage: {} messages, {:?} in all", log.len(), t0.elapsed());
 }
 
@@ -555,27 +581,10 @@ fn broker_paused_marks_down_and_loses_nothing() {
         during - paused_at,
         t_resume.elapsed(),
     );
-    let produced_ends = producing.join().expect("producer thread");
-    let (log, ends) = topic_contents(&broker.bootstrap(), &topic);
-    assert!(
-        log.len() >= n,
-        "the topic holds {} of {n} messages",
-        log.len()
-    );
-    assert_eq!(
-        ends, produced_ends,
-        "the topic's ends and the producer's differ"
-    );
+    let (log, ends) = topic_after_fault(&broker.bootstrap(), &topic, producing, n);
     for run in [fast, default] {
-        wait_until(Duration::from_secs(30), "every event in the topic", || {
-            run.events() >= log.len()
-        });
         wait_until(Duration::from_secs(10), "source up", || run.status.is_up());
-        std::thread::sleep(Duration::from_millis(1000));
-        let got = run.stop(&rt);
-        assert_exactly_once(&got.lines, &log);
-        assert_positions_monotonic(&got.positions, &topic);
-        assert_eq!(got.positions.last().unwrap(), &position_of(&topic, &ends));
+        stop_with_every_message(&rt, run, &topic, &log, &ends);
     }
     eprintln!("paused: {} messages, {:?} in all", log.len(), t0.elapsed());
 }
@@ -628,27 +637,8 @@ fn broker_killed_and_restarted_on_durable_storage_loses_nothing() {
         during - killed_at,
         t_restart.elapsed()
     );
-    let produced_ends = producing.join().expect("producer thread");
-    // The producer retries what the crash left unanswered; whatever the topic holds now
-    // is what must be delivered, each message once.
-    let (log, ends) = topic_contents(&broker.bootstrap(), &topic);
-    assert!(
-        log.len() >= n,
-        "the topic holds {} of {n} messages after the restart",
-        log.len()
-    );
-    assert_eq!(
-        ends, produced_ends,
-        "the topic's ends and the producer's differ"
-    );
-    wait_until(Duration::from_secs(30), "every event in the topic", || {
-        run.events() >= log.len()
-    });
-    std::thread::sleep(Duration::from_millis(1500));
-    let got = run.stop(&rt);
-    assert_exactly_once(&got.lines, &log);
-    assert_positions_monotonic(&got.positions, &topic);
-    assert_eq!(got.positions.last().unwrap(), &position_of(&topic, &ends));
+    let (log, ends) = topic_after_fault(&broker.bootstrap(), &topic, producing, n);
+    stop_with_every_message(&rt, run, &topic, &log, &ends);
     eprintln!(
         "killed: {} messages ({} more than produced: retried by the producer), {:?} in all",
         log.len(),
