@@ -459,11 +459,8 @@ mod tests {
         let mut raw = crate::config::RawConfig::default();
         raw.models.push(crate::config::raw::RawModel {
             name: "tags".into(),
-            classes: None,
-            positive_class: None,
-            threshold: None,
-            thresholds: Vec::new(),
             multi_label: true,
+            ..Default::default()
         });
         Settings::from_raw(raw).unwrap()
     }

@@ -182,10 +182,7 @@ fn unknown_class() {
         r.models.push(RawModel {
             name: "m".into(),
             classes: Some(vec!["x".into(), "y".into()]),
-            positive_class: None,
-            threshold: None,
-            thresholds: Vec::new(),
-            multi_label: false,
+            ..Default::default()
         })
     });
     assert_rejected(
@@ -225,10 +222,8 @@ fn multi_label(classes: Option<&[&str]>, max_classes: i64) -> Pipeline {
         r.models.push(RawModel {
             name: "tags".into(),
             classes: classes.map(|c| c.iter().map(|s| s.to_string()).collect()),
-            positive_class: None,
-            threshold: None,
-            thresholds: Vec::new(),
             multi_label: true,
+            ..Default::default()
         })
     })
 }

@@ -167,6 +167,15 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// The models configured `multi_label = true` (extension E7).
+    pub fn multi_label_models(&self) -> rustc_hash::FxHashSet<String> {
+        self.models
+            .iter()
+            .filter(|m| m.multi_label)
+            .map(|m| m.name.clone())
+            .collect()
+    }
+
     /// Loads a TOML file (if given) with environment overrides from the process environment.
     pub fn load(path: Option<&Path>) -> Result<Settings, ConfigError> {
         Self::load_with_env(path, None)

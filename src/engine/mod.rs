@@ -255,12 +255,7 @@ impl EngineSettings {
                 .filter(|m| !m.thresholds.is_empty())
                 .map(|m| (m.name.clone(), m.thresholds.clone()))
                 .collect(),
-            multi_label: settings
-                .models
-                .iter()
-                .filter(|m| m.multi_label)
-                .map(|m| m.name.clone())
-                .collect(),
+            multi_label: settings.multi_label_models(),
             positive: settings
                 .models
                 .iter()

@@ -130,12 +130,7 @@ impl Decoder {
                     ))
                 })
                 .collect(),
-            multi_label: settings
-                .models
-                .iter()
-                .filter(|m| m.multi_label)
-                .map(|m| m.name.clone())
-                .collect(),
+            multi_label: settings.multi_label_models(),
             max_classes: settings.limits.max_classes,
         }
     }
@@ -1034,10 +1029,7 @@ mod tests {
             r.models.push(RawModel {
                 name: "m".into(),
                 classes: Some(vec!["a".into(), "b".into()]),
-                positive_class: None,
-                threshold: None,
-                thresholds: Vec::new(),
-                multi_label: false,
+                ..Default::default()
             })
         });
         let e = d
@@ -1082,11 +1074,8 @@ mod tests {
         let d = decoder_with(|r| {
             r.models.push(RawModel {
                 name: "tags".into(),
-                classes: None,
-                positive_class: None,
-                threshold: None,
-                thresholds: Vec::new(),
                 multi_label: true,
+                ..Default::default()
             })
         });
         let e = d

@@ -651,10 +651,8 @@ mod tests {
         raw.models.push(crate::config::raw::RawModel {
             name: "m".into(),
             classes: Some(vec!["no".into(), "yes".into()]),
-            positive_class: None,
-            threshold: None,
             thresholds: vec![0.5, 0.25],
-            multi_label: false,
+            ..Default::default()
         });
         let settings = Settings::from_raw(raw).unwrap();
         let mut lines = Vec::new();

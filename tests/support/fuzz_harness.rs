@@ -56,10 +56,7 @@ fn decoders() -> &'static Decoders {
             r.models.push(RawModel {
                 name: "default".into(),
                 classes: Some(vec!["a".into(), "b".into(), "1".into()]),
-                positive_class: None,
-                threshold: None,
-                thresholds: Vec::new(),
-                multi_label: false,
+                ..Default::default()
             })
         })),
     })
@@ -249,10 +246,7 @@ fn join_settings() -> &'static Settings {
             r.models.push(RawModel {
                 name: "m3".into(),
                 classes: Some(M3_CLASSES.iter().map(|c| c.to_string()).collect()),
-                positive_class: None,
-                threshold: None,
-                thresholds: Vec::new(),
-                multi_label: false,
+                ..Default::default()
             });
         })
     })
