@@ -156,10 +156,12 @@ def quality_alert_names(rules_path: str) -> set[str]:
 def wait_for_scrapes(c: Checks, prom: Prometheus, deadline: float, n: int = 5) -> bool:
     expr = f'count_over_time(up{{job="predmon"}}[1m]) >= {n} and up{{job="predmon"}} == 1'
     last = None
+    started = time.time()
     while time.time() < deadline:
         try:
             if prom.vector(expr):
-                return c.check(True, f"Prometheus scraped predmon at least {n} times, target up")
+                return c.check(True, f"Prometheus scraped predmon at least {n} times, target up "
+                                     f"(after {time.time() - started:.1f} s)")
         except (RuntimeError, OSError) as e:
             last = e
         time.sleep(0.5)
@@ -333,9 +335,12 @@ def main() -> int:
 
     if wait_for_scrapes(c, prom, deadline):
         alerts = wait_for_alerts(c, prom, deadline, quality_alert_names(args.rules))
+        t0 = time.time()
         check_queries(c, prom, queries, prom.active_alerts() or alerts)
         check_record_values(c, prom)
         check_predmon_verdicts(c, prom)
+        # Not a check: where the time went, should a run be slow.
+        print(f"INFO  queries, recorded values and verdicts checked in {time.time() - t0:.1f} s")
     print(f"e2e_prometheus.py: {c.passed} passed, {c.failed} failed")
     return 0
 
