@@ -408,7 +408,7 @@ pub fn describe_alert(
             "distribution shift: the predicted classes' PSI against the model's reference period is {:.3} over {} predictions (threshold {:.2}); its inputs or its behaviour changed, labels or not",
             stats.drift.prediction_psi.unwrap_or(0.0),
             stats.drift.predictions,
-            t.psi_threshold
+            t.psi_threshold.unwrap_or(f64::NAN)
         ),
         (kind, None) => kind.code().to_string(),
     }

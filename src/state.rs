@@ -582,15 +582,21 @@ mod tests {
     #[test]
     fn the_frozen_reference_survives_a_snapshot() {
         let lines = drifting();
-        let mut whole = fresh();
+        // distribution_shift is opt-in: on here, so that the restored daemon's fires.
+        let shifting = || {
+            let mut settings = Settings::default();
+            settings.alerts.psi_threshold = Some(0.2);
+            Shared::new(Pipeline::new(&settings, Mode::Report, None, &["s"]))
+        };
+        let mut whole = shifting();
         feed(&mut whole, &lines);
-        let mut shared = fresh();
+        let mut shared = shifting();
         feed(&mut shared, &lines[..400]);
         let before = scope_json(&mut shared.pipeline, ScopeId::All);
         let reference = before["models"]["d"]["drift"]["reference"].clone();
         assert_eq!(reference["complete"], true);
         assert_eq!(reference["predictions"], 360);
-        let mut restored = roundtrip(&shared, |_| {});
+        let mut restored = roundtrip_into(&shared, shifting(), |_| {});
         close(&scope_json(&mut restored.pipeline, ScopeId::All), &before);
         feed(&mut restored, &lines[400..]);
         for scope in [ScopeId::All, ScopeId::Window(1), ScopeId::Window(2)] {

@@ -93,7 +93,9 @@ pub struct AlertThresholds {
     pub imbalance_ratio: f64,
     pub chance_margin: f64,
     /// distribution_shift: prediction PSI >= this (extension E5).
-    pub psi_threshold: f64,
+    /// `None`: extension E5's `distribution_shift` is off (opt-in, so that a contract-only
+    /// configuration gets exactly the contract's four alerts).
+    pub psi_threshold: Option<f64>,
 }
 
 /// Distribution shift (extension E5).
@@ -381,8 +383,12 @@ impl Settings {
             ("alerts.collapse_share", a.collapse_share, 0.0, 1.0),
             ("alerts.chance_margin", a.chance_margin, 0.0, 1.0),
             ("alerts.imbalance_ratio", a.imbalance_ratio, 1.0, f64::MAX),
-            ("alerts.psi_threshold", a.psi_threshold, 0.0, f64::MAX),
-        ] {
+        ]
+        .into_iter()
+        .chain(
+            a.psi_threshold
+                .map(|v| ("alerts.psi_threshold", v, 0.0, f64::MAX)),
+        ) {
             if !(v.is_finite() && v >= lo && v <= hi) {
                 problems.push(format!("{key}: `{v}` must be a number in [{lo}, {hi}]"));
             }
@@ -799,7 +805,7 @@ mod tests {
     fn drift_keys_are_checked() {
         let s = Settings::default();
         assert_eq!(s.drift.reference, Duration::from_secs(3600));
-        assert_eq!(s.alerts.psi_threshold, 0.2);
+        assert_eq!(s.alerts.psi_threshold, None, "distribution_shift is opt-in");
         let err = load_toml("[drift]\nreference = \"15s\"\n[alerts]\npsi_threshold = -1.0\n")
             .unwrap_err();
         let msg = err.to_string();

@@ -120,7 +120,8 @@ pub struct RawAlerts {
     pub collapse_share: f64,
     pub imbalance_ratio: f64,
     pub chance_margin: f64,
-    pub psi_threshold: f64,
+    /// Unset: `distribution_shift` is not evaluated (contract Section 4 has four alerts).
+    pub psi_threshold: Option<f64>,
 }
 
 impl Default for RawAlerts {
@@ -132,7 +133,7 @@ impl Default for RawAlerts {
             collapse_share: 0.95,
             imbalance_ratio: 10.0,
             chance_margin: 0.02,
-            psi_threshold: 0.2,
+            psi_threshold: None,
         }
     }
 }

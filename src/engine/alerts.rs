@@ -33,6 +33,15 @@ impl AlertKind {
         }
     }
 
+    /// The kinds evaluated under `t`: the contract's four, and `distribution_shift` when
+    /// its threshold is configured.
+    pub fn evaluated(t: &AlertThresholds) -> impl Iterator<Item = AlertKind> {
+        let shift = t.psi_threshold.is_some();
+        Self::ALL
+            .into_iter()
+            .filter(move |&k| shift || k != AlertKind::DistributionShift)
+    }
+
     /// Whether the alert is about one class (else its class label is "").
     pub fn per_class(self) -> bool {
         matches!(
@@ -92,8 +101,8 @@ pub fn evaluate(s: &ModelStats, t: &AlertThresholds) -> Vec<Alert> {
     // Unlabelled predictions count here: the shift is visible before any label.
     let d = &s.drift;
     let reference = d.reference.map_or(0, |r| r.3);
-    if let Some(psi) = d.prediction_psi {
-        if psi >= t.psi_threshold && d.predictions >= t.min_samples && reference >= t.min_samples {
+    if let (Some(psi), Some(threshold)) = (d.prediction_psi, t.psi_threshold) {
+        if psi >= threshold && d.predictions >= t.min_samples && reference >= t.min_samples {
             out.push(Alert {
                 kind: AlertKind::DistributionShift,
                 class: None,

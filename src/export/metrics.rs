@@ -53,6 +53,8 @@ pub struct ScrapeData {
     pub snapshot_failures: u64,
     pub snapshot_last_success: Option<f64>,
     pub segments: Option<Box<SegmentData>>,
+    /// The alert kinds evaluated, each with a `predmon_alert` series per scope.
+    pub alert_kinds: Vec<AlertKind>,
 }
 
 /// What a scrape copies under the engine lock; [`ScrapeCopy::compute`] turns it into
@@ -160,6 +162,7 @@ impl ScrapeData {
                     snapshot_failures: 0,
                     snapshot_last_success: None,
                     segments: None,
+                    alert_kinds: AlertKind::evaluated(&alerts).collect(),
                 },
             })
         });
@@ -171,6 +174,7 @@ impl ScrapeData {
             snapshot_failures: shared.snapshot_failures,
             snapshot_last_success: shared.snapshot_last_success,
             segments,
+            alert_kinds: AlertKind::evaluated(&alerts).collect(),
         };
         ScrapeCopy {
             data,
@@ -784,7 +788,7 @@ fn window_families(d: &ScrapeData, out: &mut Out) {
     );
     for m in &d.models {
         for (window, s) in &m.scopes {
-            for kind in AlertKind::ALL {
+            for &kind in &d.alert_kinds {
                 let firing = |class: Option<u32>| {
                     s.alerts.iter().any(|a| a.kind == kind && a.class == class)
                 };
@@ -1281,6 +1285,9 @@ mod tests {
         assert!(text.contains("predmon_label_delay_seconds_bucket{"));
         assert!(text.contains(r#"class="new\nline""#), "{text}");
         assert_eq!(text, expected);
+        // The contract's four alerts only: E5's distribution_shift is opt-in.
+        assert!(text.contains(r#"alert="near_chance""#));
+        assert!(!text.contains("distribution_shift"), "{text}");
     }
 
     /// Extension E4: segment families carry `segment` after `model`, render as the text
