@@ -14,7 +14,7 @@
 #      PredmonPredictionCollapse and PredmonNearChance reach `firing`; no quality alert
 #      is ever pending or firing for the healthy churn-v2 and intent-router; the agent
 #      alerts (but PredmonPendingJoinsGrowing, see there) stay silent; every recording
-#      rule equals predmon's own gauge, and predmon's own predmon_alert agrees;
+#      rule equals predmon's own gauge in the scrape its evaluation read, and predmon's own predmon_alert agrees;
 #   4. scripts/metrics_table.py: README's Metrics table against predmon's /metrics;
 #   5. the Dockerfile's HEALTHCHECK command, run as the image would (sh, its ENV defaults):
 #      it passes against this predmon; against a second predmon with TLS, required client
@@ -240,6 +240,25 @@ if [[ "$n_alerts" -gt 0 && "$n_for" -eq "$n_alerts" ]] &&
   pass "rules: test copy of config/prometheus/predmon-rules.yml differs only in for: 5s ($n_for alerts), promtool check rules"
 else
   fail "rules: test copy of config/prometheus/predmon-rules.yml differs only in for: 5s ($n_for of $n_alerts alerts)" "$TMP/rules.diff"
+  finish
+fi
+# Prometheus 2.42 evaluates a group's rules one after another against whatever is
+# committed at that moment, so a scrape committed in the middle of an evaluation gives
+# that evaluation inputs from two scrapes (newer Prometheus has `query_offset` for this).
+# Two test-only rules, first and last in the group, record the timestamp of the scrape
+# each end of the evaluation read; scripts/e2e_prometheus.py compares every recorded
+# value with predmon's gauge from exactly that scrape, and skips (and counts) the torn
+# evaluations whose two ends differ.
+MARKER='max(timestamp(predmon_build_info))'
+awk -v expr="$MARKER" '
+  /^  - name: / { if (in_quality) print "      - record: e2e:scraped_at:last\n        expr: " expr; in_quality = ($0 == "  - name: predmon-quality") }
+  { print }
+  in_quality && $0 == "    rules:" { print "      - record: e2e:scraped_at:first\n        expr: " expr }
+' "$RULES" >"$RULES.marked" && mv "$RULES.marked" "$RULES"
+if [[ $(grep -c 'record: e2e:scraped_at:' "$RULES") -eq 2 ]] && promtool check rules "$RULES" >"$TMP/rules.check" 2>&1; then
+  pass "rules: e2e:scraped_at:first and :last bracket the predmon-quality group, promtool check rules"
+else
+  fail "rules: e2e:scraped_at:first and :last bracket the predmon-quality group, promtool check rules" "$TMP/rules.check"
   finish
 fi
 

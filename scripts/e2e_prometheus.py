@@ -269,16 +269,35 @@ def samples_by_series(result: list[dict]) -> dict[tuple, list[tuple[float, float
     return out
 
 
+def scrapes_read(prom: Prometheus, at: float) -> dict[float, tuple[float, float]]:
+    """Evaluation time -> (timestamp of the scrape the first rule of predmon-quality read,
+    that of the scrape its last rule read): e2e:scraped_at:first/last, the two rules
+    scripts/e2e-prometheus.sh adds around the group."""
+    marks = {}
+    for end in ("first", "last"):
+        r = prom.query(f"e2e:scraped_at:{end}[15s]", at)
+        for s in r.get("data", {}).get("result", []):
+            for t, v in s["values"]:
+                marks.setdefault(round(float(t), 3), {})[end] = round(float(v), 3)
+    return {t: (m["first"], m["last"]) for t, m in marks.items() if len(m) == 2}
+
+
 def check_record_values(c: Checks, prom: Prometheus) -> None:
-    """Each recorded sample must equal predmon's gauge as scraped at or just before the
-    evaluation (the scrape the evaluation read; the one before it, in case that scrape was
-    still being appended when the rule ran)."""
+    """Each recorded sample must equal predmon's gauge from exactly the scrape its
+    evaluation read. An evaluation torn across two scrapes (one committed while the group
+    ran; see scripts/e2e-prometheus.sh) is not compared, and is counted."""
     at = time.time() - 1.0
+    read = scrapes_read(prom, at)
+    torn = sorted(t for t, (first, last) in read.items() if first != last)
+    c.check(len(read) - len(torn) >= 3,
+            f"values: {len(read)} evaluations of predmon-quality in 15 s, {len(torn)} torn "
+            "across two scrapes (at least 3 whole ones to compare)",
+            f"torn at {torn}")
     for record, gauge, extra in RECORD_VS_GAUGE:
         sel = f"{{{extra}}}" if extra else ""
         name = f"values: {record}{sel} == {gauge}{sel} (Prometheus's recomputation equals predmon's own)"
         rec = prom.query(f"{record}{sel}[15s]", at)
-        raw = prom.query(f"{gauge}{sel}[20s]", at)
+        raw = prom.query(f"{gauge}{sel}[30s]", at)
         if rec.get("status") != "success" or raw.get("status") != "success":
             c.check(False, name, f"{rec.get('error')} {raw.get('error')}")
             continue
@@ -291,14 +310,23 @@ def check_record_values(c: Checks, prom: Prometheus) -> None:
             if len(matches) != 1:
                 problems.append(f"{fmt_labels(want)}: {len(matches)} matching {gauge} series")
                 continue
-            gauge_samples = matches[0]
-            for t, v in samples[-5:]:
-                before = [w for (s, w) in gauge_samples if s <= t + 1e-6]
-                if not before:
+            scraped = {round(s, 3): w for s, w in matches[0]}
+            for t, v in samples:
+                first, last = read.get(round(t, 3), (None, None))
+                if first is None:
+                    problems.append(f"{fmt_labels(want)} at {t}: no e2e:scraped_at sample")
+                    continue
+                if first != last:
+                    continue
+                if first not in scraped:
+                    problems.append(f"{fmt_labels(want)} at {t}: read the scrape at {first}, "
+                                    f"which has no {gauge} sample")
                     continue
                 compared += 1
-                if not any(abs(v - w) <= TOLERANCE * max(1.0, abs(w)) for w in before[-2:]):
-                    problems.append(f"{fmt_labels(want)} at {t}: record {v!r}, predmon {before[-2:]!r}")
+                w = scraped[first]
+                if abs(v - w) > TOLERANCE * max(1.0, abs(w)):
+                    problems.append(f"{fmt_labels(want)} at {t}: record {v!r}, "
+                                    f"predmon {w!r} in the scrape at {first}")
         if not rec_s:
             problems.append("no recorded series")
         if compared == 0:

@@ -68,6 +68,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         settings.server.listen_address = addr;
     }
     if let Some(path) = args.telemetry_path {
+        crate::config::check_telemetry_path(&path)
+            .map_err(|why| anyhow::anyhow!("--web.telemetry-path: {why}"))?;
         settings.server.telemetry_path = path;
     }
     let web = match &args.web_config {

@@ -28,9 +28,11 @@ pub enum Format {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
-    #[error("--window: {0}")]
+    /// The message names `--window` itself.
+    #[error("{0}")]
     Window(String),
-    #[error("cannot read {path}: {source}")]
+    /// The io error is the source: `{e:#}` (main) prints it once, after the path.
+    #[error("cannot read {path}")]
     Read {
         path: String,
         source: std::io::Error,
@@ -55,7 +57,7 @@ pub fn run(
             let b = settings.metrics.bucket.as_nanos();
             if d.as_nanos() == 0 || d.as_nanos() % b != 0 {
                 return Err(ReportError::Window(format!(
-                    "`{w}` is not a positive multiple of metrics.bucket ({}s)",
+                    "--window: `{w}` is not a positive multiple of metrics.bucket ({}s)",
                     settings.metrics.bucket.as_secs()
                 )));
             }
@@ -462,16 +464,22 @@ fn text(pipeline: &mut Pipeline, scope: ScopeId) -> String {
         let _ = writeln!(out, "\nmodel {}: {} samples", model.name, stats.samples);
         let _ = writeln!(
             out,
-            "{:>width$} {:>9} {:>9} {:>9} {:>9}",
+            "{:>width$}  {:>9} {:>9} {:>9} {:>9}",
             "", "precision", "recall", "f1-score", "support"
         );
         out.push('\n');
+        // In the configured order, as classification_report(labels=L) lists them; else by name.
+        let configured = pipeline.engine.settings().configured.get(&model.name);
         let mut rows: Vec<_> = stats.classes.iter().collect();
-        rows.sort_by(|a, b| model.class_name(a.class).cmp(model.class_name(b.class)));
+        rows.sort_by_key(|c| {
+            let name = model.class_name(c.class);
+            let at = configured.and_then(|l| l.iter().position(|x| x == name));
+            (at, name)
+        });
         for c in rows {
             let _ = writeln!(
                 out,
-                "{:>width$} {:>9.2} {:>9.2} {:>9.2} {:>9}",
+                "{:>width$}  {:>9.2} {:>9.2} {:>9.2} {:>9}",
                 model.class_name(c.class),
                 c.prf.precision,
                 c.prf.recall,
@@ -484,7 +492,7 @@ fn text(pipeline: &mut Pipeline, scope: ScopeId) -> String {
             None => {
                 let _ = writeln!(
                     out,
-                    "{:>width$} {:>9} {:>9} {:>9.2} {:>9}   majority baseline {:.2}",
+                    "{:>width$}  {:>9} {:>9} {:>9.2} {:>9}   majority baseline {:.2}",
                     "accuracy",
                     "",
                     "",
@@ -496,7 +504,7 @@ fn text(pipeline: &mut Pipeline, scope: ScopeId) -> String {
             Some(m) => {
                 let _ = writeln!(
                     out,
-                    "{:>width$} {:>9} {:>9} {:>9.2} {:>9}   hamming loss {:.4}",
+                    "{:>width$}  {:>9} {:>9} {:>9.2} {:>9}   hamming loss {:.4}",
                     "subset acc", "", "", stats.accuracy, stats.samples, m.hamming_loss
                 );
             }
@@ -505,17 +513,23 @@ fn text(pipeline: &mut Pipeline, scope: ScopeId) -> String {
             .multi_label
             .as_ref()
             .map(|m| ("samples avg", &m.samples_average));
-        for (name, p) in [
-            ("micro avg", &stats.micro),
-            ("macro avg", &stats.macro_),
-            ("weighted avg", &stats.weighted),
-        ]
-        .into_iter()
-        .chain(samples_avg)
+        // As classification_report: a single-label model's micro average is its accuracy
+        // (L covers every class), so only the accuracy row is printed.
+        let micro_avg = stats
+            .multi_label
+            .as_ref()
+            .map(|_| ("micro avg", &stats.micro));
+        for (name, p) in micro_avg
+            .into_iter()
+            .chain([
+                ("macro avg", &stats.macro_),
+                ("weighted avg", &stats.weighted),
+            ])
+            .chain(samples_avg)
         {
             let _ = writeln!(
                 out,
-                "{:>width$} {:>9.2} {:>9.2} {:>9.2} {:>9}",
+                "{:>width$}  {:>9.2} {:>9.2} {:>9.2} {:>9}",
                 name, p.precision, p.recall, p.f1, stats.samples
             );
         }

@@ -168,6 +168,23 @@ impl Default for Settings {
     }
 }
 
+/// The paths the HTTP server answers itself; `/metrics` may move, these may not.
+pub const RESERVED_PATHS: [&str; 4] = ["/", "/healthz", "/readyz", "/api/v1/models"];
+
+/// Checks a metrics path (`server.telemetry_path` or `--web.telemetry-path`).
+pub fn check_telemetry_path(path: &str) -> Result<(), String> {
+    if !path.starts_with('/') {
+        return Err(format!("`{path}` must start with /, e.g. /metrics"));
+    }
+    if RESERVED_PATHS.contains(&path) {
+        return Err(format!(
+            "`{path}` is already served by predmon (reserved: {}); choose another, e.g. /metrics",
+            RESERVED_PATHS.join(", ")
+        ));
+    }
+    Ok(())
+}
+
 impl Settings {
     /// The models configured `multi_label = true` (extension E7).
     pub fn multi_label_models(&self) -> rustc_hash::FxHashSet<String> {
@@ -201,17 +218,12 @@ impl Settings {
                 .map_err(|e| fail(format!("cannot read config file {}: {e}", path.display())))?;
             builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Toml));
         }
-        let environment = config::Environment::with_prefix("PREDMON")
-            .prefix_separator("__")
-            .separator("__")
-            .try_parsing(true)
-            .list_separator(",")
-            .with_list_parse_key("metrics.windows")
-            .source(env.map(|m| m.into_iter().collect()));
-        let built = builder
-            .add_source(environment)
-            .build()
-            .map_err(|e| fail(e.to_string()))?;
+        for (key, value) in environment_overrides(env).map_err(fail)? {
+            builder = builder
+                .set_override(key.as_str(), value)
+                .map_err(|e| fail(format!("{}: {e}", env_name(&key))))?;
+        }
+        let built = builder.build().map_err(|e| fail(e.to_string()))?;
         let raw: RawConfig = built.try_deserialize().map_err(|e| fail(e.to_string()))?;
         Settings::from_raw(raw).map_err(|problems| ConfigError { origin, problems })
     }
@@ -394,19 +406,30 @@ impl Settings {
             }
         }
 
-        let reference = match parse_duration("drift.reference", &raw.drift.reference) {
-            Ok(d) if d.as_nanos() > 0 && d.as_nanos() % bucket.as_nanos() == 0 => d,
-            Ok(_) => {
-                problems.push(format!(
-                    "drift.reference: `{}` is not a positive multiple of metrics.bucket ({}); use a multiple such as 1h",
-                    raw.drift.reference, raw.metrics.bucket
-                ));
-                Duration::from_secs(3600)
-            }
-            Err(e) => {
-                problems.push(e);
-                Duration::from_secs(3600)
-            }
+        // Whole buckets: `bucket` has whole seconds (checked above, else 10 s).
+        let whole_buckets = |d: Duration| {
+            let b = bucket.as_secs().max(1);
+            Duration::from_secs(d.as_secs().div_ceil(b).max(1) * b)
+        };
+        let reference = match raw.drift.reference.as_deref() {
+            // Unset, the hour rounds up to whole buckets, so that no bucket is refused
+            // for a key its configuration never mentions.
+            None => whole_buckets(Duration::from_secs(3600)),
+            Some(text) => match parse_duration("drift.reference", text) {
+                Ok(d) if d.as_nanos() > 0 && d.as_nanos() % bucket.as_nanos() == 0 => d,
+                Ok(d) => {
+                    problems.push(format!(
+                        "drift.reference: `{text}` is not a positive multiple of metrics.bucket ({}); use a multiple such as {}",
+                        raw.metrics.bucket,
+                        humantime::format_duration(whole_buckets(d))
+                    ));
+                    Duration::from_secs(3600)
+                }
+                Err(e) => {
+                    problems.push(e);
+                    Duration::from_secs(3600)
+                }
+            },
         };
 
         let mut models: Vec<ModelSettings> = Vec::new();
@@ -542,11 +565,8 @@ impl Settings {
         for (i, s) in raw.sources.iter().enumerate() {
             s.validate(i, &mut problems);
         }
-        if !raw.server.telemetry_path.starts_with('/') {
-            problems.push(format!(
-                "server.telemetry_path: `{}` must start with /",
-                raw.server.telemetry_path
-            ));
+        if let Err(why) = check_telemetry_path(&raw.server.telemetry_path) {
+            problems.push(format!("server.telemetry_path: {why}"));
         }
 
         if !problems.is_empty() {
@@ -597,7 +617,13 @@ impl Settings {
                 listen_address: raw.server.listen_address.clone(),
                 telemetry_path: raw.server.telemetry_path.clone(),
             },
-            raw,
+            // check-config prints the reference in effect, rounded up or as written.
+            raw: RawConfig {
+                drift: raw::RawDrift {
+                    reference: Some(humantime::format_duration(reference).to_string()),
+                },
+                ..raw
+            },
         })
     }
 
@@ -609,6 +635,65 @@ impl Settings {
         }
         toml::to_string_pretty(&raw).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }
+}
+
+/// Variables named `PREDMON__SECTION__KEY` override `section.key`.
+const ENV_PREFIX: &str = "PREDMON__";
+/// Keys whose environment value is a comma-separated list.
+const ENV_LIST_KEYS: [&str; 1] = ["metrics.windows"];
+
+fn env_name(key: &str) -> String {
+    format!("{ENV_PREFIX}{}", key.replace('.', "__").to_uppercase())
+}
+
+/// The `PREDMON__SECTION__KEY` variables as (key, value), every value as written: the
+/// `config` crate's own `Environment` source guesses types first (`try_parsing`), which
+/// turns a string key's `007` into `7` and `TRUE` into `true`; here a value stays the
+/// text it was, and each typed key parses it (integers strictly, see `raw::whole_number`).
+fn environment_overrides(
+    env: Option<BTreeMap<String, String>>,
+) -> Result<Vec<(String, config::ValueKind)>, String> {
+    let vars: Vec<(String, String)> = match env {
+        Some(map) => map.into_iter().collect(),
+        None => {
+            let mut vars = Vec::new();
+            for (name, value) in std::env::vars_os() {
+                let Some(name) = name.to_str().filter(|n| n.starts_with(ENV_PREFIX)) else {
+                    continue;
+                };
+                let value = value.into_string().map_err(|_| {
+                    format!("{name}: the value is not valid UTF-8; unset it or write it in UTF-8")
+                })?;
+                vars.push((name.to_string(), value));
+            }
+            vars
+        }
+    };
+    let mut out = Vec::new();
+    for (name, value) in vars {
+        let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        let parts: Vec<String> = rest.split("__").map(str::to_lowercase).collect();
+        if parts.iter().any(String::is_empty) {
+            return Err(format!(
+                "{name}: not a configuration key; write PREDMON__SECTION__KEY, e.g. PREDMON__LIMITS__MAX_CLASSES"
+            ));
+        }
+        let key = parts.join(".");
+        let value = if ENV_LIST_KEYS.contains(&key.as_str()) {
+            config::ValueKind::Array(
+                value
+                    .split(',')
+                    .map(|item| config::Value::new(None, item.trim().to_string()))
+                    .collect(),
+            )
+        } else {
+            config::ValueKind::String(value)
+        };
+        out.push((key, value));
+    }
+    Ok(out)
 }
 
 /// Parses `10s`, `1m`, `5m`, `1h`, `2d` (and humantime's combinations such as `1h30m`).
@@ -742,6 +827,68 @@ mod tests {
         assert_eq!(s.fields.label, ["feedback", "actual"]);
     }
 
+    fn load_env(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let env = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::load_with_env(None, Some(env))
+    }
+
+    #[test]
+    fn environment_values_stay_as_written() {
+        let s = load_env(&[
+            ("PREDMON__FIELDS__DEFAULT_MODEL", "007"),
+            ("PREDMON__SERVER__LISTEN_ADDRESS", "127.0.0.1:9"),
+            ("PREDMON__ALERTS__PSI_THRESHOLD", "0.25"),
+            ("PREDMON__ALERTS__MIN_SUPPORT", " 12 "),
+            ("PREDMON__METRICS__WINDOWS", "1m, 5m,all"),
+        ])
+        .unwrap();
+        assert_eq!(s.fields.default_model, "007");
+        assert_eq!(s.server.listen_address, "127.0.0.1:9");
+        assert_eq!(s.alerts.psi_threshold, Some(0.25));
+        assert_eq!(s.alerts.min_support, 12);
+        assert_eq!(s.metrics.windows.len(), 3);
+        let s = load_env(&[("PREDMON__FIELDS__DEFAULT_MODEL", "TRUE")]).unwrap();
+        assert_eq!(s.fields.default_model, "TRUE");
+        let err = load_env(&[("PREDMON____MAX", "1")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("PREDMON____MAX: not a configuration key"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn integer_keys_refuse_fractions_and_booleans() {
+        for (text, shown) in [
+            ("[limits]\nmax_classes = 1.5\n", "floating point `1.5`"),
+            ("[alerts]\nmin_support = true\n", "boolean `true`"),
+            ("[join]\nmax_pending = \"many\"\n", "\"many\""),
+        ] {
+            let err = load_toml(text).unwrap_err().to_string();
+            assert!(
+                err.contains(shown) && err.contains("a whole number"),
+                "{text}: {err}"
+            );
+        }
+        let err = load_env(&[("PREDMON__LIMITS__MAX_CLASSES", "2.9")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("\"2.9\"") && err.contains("a whole number"),
+            "{err}"
+        );
+        let err = load_toml("[[sources]]\ntype = \"generate\"\nmodels = -1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("-1, out of range"), "{err}");
+        let s = load_toml("[limits]\nmax_classes = 7\n").unwrap();
+        assert_eq!(s.limits.max_classes, 7);
+    }
+
     #[test]
     fn the_annotated_example_is_the_defaults() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/predmon.toml");
@@ -827,6 +974,33 @@ mod tests {
         );
         let s = load_toml("[drift]\nreference = \"30m\"\n").unwrap();
         assert_eq!(s.drift.reference, Duration::from_secs(1800));
+        let err = load_toml(
+            "[metrics]\nbucket = \"7s\"\nwindows = [\"70s\"]\n[drift]\nreference = \"1h\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains(
+                "not a positive multiple of metrics.bucket (7s); use a multiple such as 1h 5s"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_unset_drift_reference_fits_any_bucket() {
+        let s = load_toml("[metrics]\nbucket = \"7s\"\nwindows = [\"70s\", \"all\"]\n").unwrap();
+        assert_eq!(
+            s.drift.reference,
+            Duration::from_secs(3605),
+            "515 buckets of 7 s"
+        );
+        assert!(s.to_toml_redacted().contains("reference = \"1h 5s\""));
+        let s = load_toml("[metrics]\nbucket = \"2h\"\nwindows = [\"2h\"]\n").unwrap();
+        assert_eq!(s.drift.reference, Duration::from_secs(7200));
+        assert!(Settings::default()
+            .to_toml_redacted()
+            .contains("reference = \"1h\""));
     }
 
     #[test]

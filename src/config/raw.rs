@@ -75,9 +75,11 @@ impl Default for RawMetrics {
 #[serde(deny_unknown_fields, default)]
 pub struct RawJoin {
     pub ttl: String,
+    #[serde(deserialize_with = "whole_number")]
     pub max_pending: i64,
     /// Estimated memory of the pending halves (ids and held scores included) beyond
     /// which the oldest expires first, like `max_pending`: a bound whatever the halves carry.
+    #[serde(deserialize_with = "whole_number")]
     pub max_pending_bytes: i64,
 }
 
@@ -94,9 +96,13 @@ impl Default for RawJoin {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawLimits {
+    #[serde(deserialize_with = "whole_number")]
     pub max_event_bytes: i64,
+    #[serde(deserialize_with = "whole_number")]
     pub max_classes: i64,
+    #[serde(deserialize_with = "whole_number")]
     pub max_models: i64,
+    #[serde(deserialize_with = "whole_number")]
     pub max_segments: i64,
 }
 
@@ -114,7 +120,9 @@ impl Default for RawLimits {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawAlerts {
+    #[serde(deserialize_with = "whole_number")]
     pub min_support: i64,
+    #[serde(deserialize_with = "whole_number")]
     pub min_samples: i64,
     pub recall_floor: f64,
     pub collapse_share: f64,
@@ -138,21 +146,16 @@ impl Default for RawAlerts {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawDrift {
     /// Length of the reference period (extension E5): event time from the bucket of a
-    /// model's first prediction.
-    pub reference: String,
+    /// model's first prediction. Unset: 1h, rounded up to whole `metrics.bucket`s;
+    /// [`super::Settings::from_raw`] writes the effective value back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
 }
 
-impl Default for RawDrift {
-    fn default() -> Self {
-        RawDrift {
-            reference: "1h".into(),
-        }
-    }
-}
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -283,7 +286,9 @@ fn default_kafka_mode() -> String {
 pub struct GenerateSource {
     pub name: String,
     /// Number of models; the first one is the collapsed model when `collapse` is true.
+    #[serde(deserialize_with = "whole_number")]
     pub models: u32,
+    #[serde(deserialize_with = "whole_number")]
     pub classes: u32,
     /// Events per second over all models (0: as fast as possible).
     pub rate: f64,
@@ -297,6 +302,7 @@ pub struct GenerateSource {
     pub label_delay: String,
     /// Share of events that carry class scores.
     pub scores_share: f64,
+    #[serde(deserialize_with = "whole_number")]
     pub seed: u64,
 }
 
@@ -416,4 +422,53 @@ impl SourceConfig {
             }
         }
     }
+}
+
+/// Deserializes an integer key strictly. The `config` crate would round `1.5` to 2 and
+/// read `true` as 1; a limit or a count written that way is a mistake worth naming. Also
+/// reads the decimal strings that environment overrides arrive as.
+fn whole_number<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<i128>,
+{
+    use serde::de::{Error, Unexpected, Visitor};
+    struct Whole;
+    impl Visitor<'_> for Whole {
+        type Value = i128;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a whole number")
+        }
+        fn visit_i64<E: Error>(self, v: i64) -> Result<i128, E> {
+            Ok(v.into())
+        }
+        fn visit_u64<E: Error>(self, v: u64) -> Result<i128, E> {
+            Ok(v.into())
+        }
+        fn visit_i128<E: Error>(self, v: i128) -> Result<i128, E> {
+            Ok(v)
+        }
+        fn visit_u128<E: Error>(self, v: u128) -> Result<i128, E> {
+            i128::try_from(v)
+                .map_err(|_| E::invalid_value(Unexpected::Other("a huge number"), &self))
+        }
+        fn visit_f64<E: Error>(self, v: f64) -> Result<i128, E> {
+            Err(E::invalid_type(Unexpected::Float(v), &self))
+        }
+        fn visit_bool<E: Error>(self, v: bool) -> Result<i128, E> {
+            Err(E::invalid_type(Unexpected::Bool(v), &self))
+        }
+        fn visit_str<E: Error>(self, v: &str) -> Result<i128, E> {
+            v.trim()
+                .parse()
+                .map_err(|_| E::invalid_value(Unexpected::Str(v), &self))
+        }
+    }
+    let n = deserializer.deserialize_any(Whole)?;
+    T::try_from(n).map_err(|_| {
+        D::Error::invalid_value(
+            serde::de::Unexpected::Other(&format!("{n}, out of range")),
+            &"a whole number in range",
+        )
+    })
 }

@@ -145,7 +145,12 @@ pub fn route(
             response(
                 StatusCode::OK,
                 "text/html; charset=utf-8",
-                page::render_index(&api, env!("CARGO_PKG_VERSION"), &window),
+                page::render_index(
+                    &api,
+                    env!("CARGO_PKG_VERSION"),
+                    &window,
+                    &state.telemetry_path,
+                ),
             )
         }
         _ => response(

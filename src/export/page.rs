@@ -19,8 +19,15 @@ const EMPTY: &str =
 /// Renders the whole page. `api` is the `/api/v1/models` document
 /// (`{"windows": {"5m": <report object>, ...}}`); the summary table is rendered for
 /// `default_window` when the document has it, else `5m`, else the shortest window.
-/// The JS starts on the same window unless the URL has `?window=NAME`.
-pub fn render_index(api: &Value, version: &str, default_window: &str) -> String {
+/// The JS starts on the same window unless the URL has `?window=NAME`. `metrics_path` is
+/// the server's telemetry path; links are relative (`metrics`, not `/metrics`) so that the
+/// page works behind a proxy that serves predmon under a prefix.
+pub fn render_index(
+    api: &Value,
+    version: &str,
+    default_window: &str,
+    metrics_path: &str,
+) -> String {
     let windows = window_names(api);
     let chosen = pick_window(&windows, default_window);
     let report = chosen.and_then(|w| api.get("windows")?.get(w));
@@ -44,6 +51,7 @@ pub fn render_index(api: &Value, version: &str, default_window: &str) -> String 
             "css" => out.push_str(CSS),
             "js" => out.push_str(JS),
             "version" => out.push_str(&esc(version)),
+            "metrics" => out.push_str(&esc(metrics_path.trim_start_matches('/'))),
             "window" => out.push_str(&esc(chosen.unwrap_or(default_window))),
             "options" => {
                 for w in &windows {
@@ -470,13 +478,14 @@ mod tests {
             &api(json!({ evil: m })),
             "1.0<b>",
             "5m\"><script>x()</script>",
+            "/m\"><script>y()</script>",
         );
         assert!(!page.contains(evil), "raw model name leaked");
         assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
         assert!(!page.contains("<img src=x>"), "raw class name leaked");
         assert!(page.contains("&quot;&gt;&lt;img src=x&gt;"));
         assert!(!page.contains("1.0<b>") && page.contains("v1.0&lt;b&gt;"));
-        assert!(!page.contains("<script>x()"));
+        assert!(!page.contains("<script>x()") && !page.contains("<script>y()"));
         // exactly one script element: the inlined page.js
         assert_eq!(page.matches("<script").count(), 1);
     }
@@ -492,6 +501,7 @@ mod tests {
             })),
             "0.1.0",
             "5m",
+            "/metrics",
         );
         let body = tbody(&page);
         for name in ["a-collapsed", "b-healthy", "c-healthy", "zz-broken"] {
@@ -527,6 +537,18 @@ mod tests {
     }
 
     #[test]
+    fn metrics_links_follow_the_telemetry_path() {
+        let page = render_index(&api(json!({})), "x", "5m", "/internal/prom");
+        assert_eq!(
+            page.matches("href=\"internal/prom\"").count(),
+            2,
+            "header and no-JS note"
+        );
+        assert!(!page.contains("href=\"metrics\""));
+        assert!(!page.contains("<!--@"), "a placeholder was left unfilled");
+    }
+
+    #[test]
     fn empty_api_says_no_models_yet() {
         for a in [
             json!({}),
@@ -534,7 +556,7 @@ mod tests {
             api(json!({})),
             Value::Null,
         ] {
-            let page = render_index(&a, "0.1.0", "5m");
+            let page = render_index(&a, "0.1.0", "5m", "/metrics");
             let s = page.find("<div id=\"summary\">").unwrap();
             let summary = &page[s..s + page[s..].find("</div>").unwrap()];
             assert!(summary.contains("No models yet"), "{a}");
@@ -550,7 +572,7 @@ mod tests {
         assert_eq!(window_names(&a), ["1m", "5m", "all"]);
         let b = json!({"windows": {"all": {}, "1h": {}, "30s": {}}});
         assert_eq!(pick_window(&window_names(&b), "5m"), Some("30s"));
-        assert!(render_index(&a, "x", "1h").contains("data-default-window=\"5m\""));
+        assert!(render_index(&a, "x", "1h", "/metrics").contains("data-default-window=\"5m\""));
     }
 
     #[test]
@@ -558,7 +580,7 @@ mod tests {
         let mut m = model(0, 0.0, json!([]));
         m["accuracy"] = Value::Null;
         m["macro"] = Value::Null;
-        let page = render_index(&api(json!({"m": m})), "x", "5m");
+        let page = render_index(&api(json!({"m": m})), "x", "5m", "/metrics");
         let body = tbody(&page);
         assert!(body.contains("<span class=\"v\">\u{2013}</span>"));
         assert!(body.contains("data-col=\"macro_f1\">\u{2013}<"));
@@ -609,7 +631,7 @@ mod tests {
         let out =
             std::env::var("PREDMON_PAGE_OUT").unwrap_or_else(|_| "target/page_fixture.html".into());
         let api: Value = serde_json::from_str(&std::fs::read_to_string(&fixture).unwrap()).unwrap();
-        std::fs::write(&out, render_index(&api, "0.1.0-fixture", "5m")).unwrap();
+        std::fs::write(&out, render_index(&api, "0.1.0-fixture", "5m", "/metrics")).unwrap();
         eprintln!("wrote {out} from {fixture}");
     }
 }

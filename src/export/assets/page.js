@@ -77,6 +77,10 @@
         return 'label imbalance ratio ' + fix(m.imbalance_ratio, 1) +
           (hi && lo ? ' (class ' + hi[0] + ': ' + int(hi[1]) + ' true samples, class ' + lo[0] + ': ' + int(lo[1]) + ')' : '');
       }
+      case 'distribution_shift': {
+        var d = m.drift || {};
+        return 'predicted classes moved from the reference period: PSI ' + fix(d.prediction_psi, 2) + ' over ' + int(d.predictions) + ' predictions';
+      }
       default:
         return String(a.alert) + (c ? ' on class ' + c : '');
     }
