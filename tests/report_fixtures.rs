@@ -223,6 +223,7 @@ scenarios!(
     split_out_of_order,
     scores_clamping,
     window_edges_1m,
+    window_by_prediction_1m,
     window_edges_5m,
     rejections,
     configured_classes,

@@ -216,6 +216,17 @@ impl Settings {
         if let Some(path) = path {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| fail(format!("cannot read config file {}: {e}", path.display())))?;
+            // Syntax errors are reported here, by position only: the toml crate's message
+            // quotes the offending line, which may be a Kafka password.
+            if let Err(e) = text.parse::<toml::Table>() {
+                let at = e.span().map_or(0, |s| s.start).min(text.len());
+                let line = text[..at].matches('\n').count() + 1;
+                let column = at - text[..at].rfind('\n').map_or(0, |i| i + 1) + 1;
+                return Err(fail(format!(
+                    "TOML syntax error at line {line}, column {column}: {}",
+                    e.message()
+                )));
+            }
             builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Toml));
         }
         for (key, value) in environment_overrides(env).map_err(fail)? {
@@ -565,6 +576,24 @@ impl Settings {
         for (i, s) in raw.sources.iter().enumerate() {
             s.validate(i, &mut problems);
         }
+        // predmon_kafka_consumer_lag is labelled {topic, partition} (contract Section 6):
+        // two sources reading one topic name would export the same series twice.
+        let mut topics: BTreeMap<&str, usize> = BTreeMap::new();
+        for (i, s) in raw.sources.iter().enumerate() {
+            let raw::SourceConfig::Kafka(k) = s else {
+                continue;
+            };
+            for t in &k.topics {
+                if let Some(first) = topics.insert(t, i) {
+                    if first != i {
+                        problems.push(format!(
+                            "sources[{i}].topics: topic `{t}` is also read by sources[{first}]; \
+                             predmon_kafka_consumer_lag{{topic, partition}} would collide; read each topic from one source (run a second predmon for a second cluster)"
+                        ));
+                    }
+                }
+            }
+        }
         if let Err(why) = check_telemetry_path(&raw.server.telemetry_path) {
             problems.push(format!("server.telemetry_path: {why}"));
         }
@@ -887,6 +916,48 @@ mod tests {
         assert!(err.contains("-1, out of range"), "{err}");
         let s = load_toml("[limits]\nmax_classes = 7\n").unwrap();
         assert_eq!(s.limits.max_classes, 7);
+    }
+
+    #[test]
+    fn kafka_property_values_never_appear_in_errors() {
+        let secret = "hunter2-secret";
+        let source = "[[sources]]\ntype = \"kafka\"\nbrokers = \"b:9092\"\ntopics = [\"t\"]\n[sources.properties]\n";
+        let syntax = format!("{source}\"sasl.password\" = \"{secret}\" x\n");
+        let err = load_toml(&syntax).unwrap_err().to_string();
+        assert!(
+            err.contains("TOML syntax error at line 6, column 36: expected newline"),
+            "{err}"
+        );
+        assert!(!err.contains(secret), "{err}");
+        let kind = format!("{source}\"sasl.password\" = [\"{secret}\"]\n");
+        let err = load_toml(&kind).unwrap_err().to_string();
+        assert!(
+            err.contains("properties.sasl.password: write the value as a string"),
+            "{err}"
+        );
+        assert!(!err.contains(secret), "{err}");
+        // numbers and booleans are text to librdkafka
+        let s = load_toml(&format!(
+            "{source}\"session.timeout.ms\" = 6000\n\"enable.idempotence\" = true\n"
+        ))
+        .unwrap();
+        let raw::SourceConfig::Kafka(k) = &s.sources[0] else {
+            panic!("not a kafka source")
+        };
+        assert_eq!(k.properties["session.timeout.ms"], "6000");
+        assert_eq!(k.properties["enable.idempotence"], "true");
+    }
+
+    #[test]
+    fn a_topic_is_read_by_one_kafka_source() {
+        let two = "[[sources]]\ntype = \"kafka\"\nname = \"a\"\nbrokers = \"a:9092\"\ntopics = [\"p\", \"t\"]\n\
+                   [[sources]]\ntype = \"kafka\"\nname = \"b\"\nbrokers = \"b:9092\"\ntopics = [\"t\"]\n";
+        let err = load_toml(two).unwrap_err().to_string();
+        assert!(
+            err.contains("sources[1].topics: topic `t` is also read by sources[0]"),
+            "{err}"
+        );
+        assert!(load_toml(&two.replace("[\"t\"]\n", "[\"u\"]\n")).is_ok());
     }
 
     #[test]

@@ -156,7 +156,6 @@ pub struct RawDrift {
     pub reference: Option<String>,
 }
 
-
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawModel {
@@ -267,7 +266,7 @@ pub struct KafkaSource {
     #[serde(default = "default_kafka_mode")]
     pub mode: String,
     /// Passed to librdkafka as is (security.protocol, sasl.*, ssl.*, tuning).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "property_values")]
     pub properties: BTreeMap<String, String>,
 }
 
@@ -471,4 +470,63 @@ where
             &"a whole number in range",
         )
     })
+}
+
+/// Reads `[sources.properties]`: librdkafka takes every value as text, so numbers and
+/// booleans are written as they read (`session.timeout.ms = 6000`). A value of another
+/// kind is refused without echoing it: these values hold passwords.
+fn property_values<'de, D>(deserializer: D) -> Result<BTreeMap<String, String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    use serde::de::{Error, MapAccess, Visitor};
+    struct Text;
+    impl Visitor<'_> for Text {
+        type Value = String;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a string, number or boolean")
+        }
+        fn visit_str<E: Error>(self, v: &str) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_i64<E: Error>(self, v: i64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_u64<E: Error>(self, v: u64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_f64<E: Error>(self, v: f64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_bool<E: Error>(self, v: bool) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+    }
+    struct Properties;
+    impl<'de> Visitor<'de> for Properties {
+        type Value = BTreeMap<String, String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a table of librdkafka properties")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some(key) = map.next_key::<String>()? {
+                let value = map.next_value_seed(PropertyValue).map_err(|_| {
+                    A::Error::custom(format!(
+                        "properties.{key}: write the value as a string, number or boolean (the value is not shown: properties may hold secrets)"
+                    ))
+                })?;
+                out.insert(key, value);
+            }
+            Ok(out)
+        }
+    }
+    struct PropertyValue;
+    impl<'de> serde::de::DeserializeSeed<'de> for PropertyValue {
+        type Value = String;
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<String, D::Error> {
+            d.deserialize_any(Text)
+        }
+    }
+    deserializer.deserialize_map(Properties)
 }

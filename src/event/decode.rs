@@ -932,6 +932,17 @@ mod tests {
             Some(1_500_000_000)
         );
         assert_eq!(
+            parse_timestamp("1700000000123456", TimestampUnit::Micros),
+            Some(1_700_000_000_123_456_000)
+        );
+        assert_eq!(
+            parse_timestamp("1700000000123456789", TimestampUnit::Nanos),
+            Some(1_700_000_000_123_456_789),
+            "nanoseconds stay exact past 2^53"
+        );
+        assert_eq!(parse_timestamp("2.5", TimestampUnit::Micros), Some(2_500));
+        assert_eq!(parse_timestamp("2.5", TimestampUnit::Nanos), Some(2));
+        assert_eq!(
             parse_timestamp("\"1970-01-01T01:00:00.123456789+01:00\"", unit),
             Some(123_456_789)
         );
