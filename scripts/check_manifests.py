@@ -4,7 +4,10 @@
   check_manifests.py dashboards  Grafana dashboards JSON: parses; uid/title/schemaVersion;
                                  unique panel ids and dashboard uids; every panel has a
                                  gridPos and targets, every target an expr and refId, a
-                                 Prometheus datasource; every $variable is defined.
+                                 Prometheus datasource; every $variable is defined; every
+                                 repeat is over a defined multi-value variable; a confusion
+                                 matrix (predmon_confusion_total) is one model's: its panel
+                                 or row repeats per model, or it groups by model.
   check_manifests.py grafana     dashboards/provisioning: data source, dashboard provider,
                                  alert rules (condition and expression refs, datasource uids,
                                  severity, annotations, dashboard/panel links).
@@ -111,6 +114,24 @@ def check_dashboards() -> None:
             e = deploylib.variable_expr(v)
             if e:
                 undefined |= set(template_vars(e)) - defined
+        # repeats: over a defined variable that can hold several values
+        repeated = list(deploylib.iter_panels_repeated(board.get("panels", [])))
+        bad_repeat = []
+        for p, _ in repeated:
+            r = p.get("repeat")
+            if r and not (r in variables and (variables[r].get("multi") or variables[r].get("includeAll"))):
+                bad_repeat.append(f"panel {p.get('id')} repeats over ${r}, not a defined multi-value variable")
+        check(not bad_repeat, f"{name}: every repeat is over a defined multi-value variable"
+                              + "".join(f"\n        {b}" for b in bad_repeat))
+        # a confusion matrix adds up the cells of every model it selects: one model per panel
+        merged = []
+        for p, rep in repeated:
+            for t in p.get("targets") or []:
+                e = t.get("expr") or ""
+                if "predmon_confusion_total" in e and rep != "model" and not re.search(r"\bby\s*\([^)]*\bmodel\b", e):
+                    merged.append(f"panel {p.get('id')} {p.get('title')!r} target {t.get('refId')}")
+        check(not merged, f"{name}: every confusion-matrix query is one model's (repeated per $model or grouped by model)"
+                          + "".join(f"\n        {m} adds the matrices of all selected models" for m in merged))
         for b in bad:
             check(False, f"{name}: {b}")
         check(not bad, f"{name}: every panel has a gridPos, every target ({n_targets}) an expr, a refId and the Prometheus datasource")
