@@ -15,7 +15,10 @@
                                  labels.severity and summary + description annotations.
   check_manifests.py k8s FILE    docker/k8s/*.yaml: parse; apiVersion/kind/metadata.name;
                                  Deployment, Service, PodMonitor and ConfigMap agree (labels,
-                                 named ports, volumes, config path, predmon.toml port).
+                                 named ports, volumes, config path, predmon.toml port); the
+                                 shared log volume has a sizeLimit and the stand-in model
+                                 server rotates its log by rename to a name predmon's file
+                                 globs do not match.
                                  With FILE, writes the README's annotation scrape config
                                  there, for `promtool check config`.
 
@@ -24,6 +27,7 @@ Prints one line per check; exits 1 if any failed.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 import sys
@@ -236,6 +240,29 @@ def labels_match(selector: dict, labels: dict) -> bool:
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
 
+def check_log_rotation(cfg: dict, containers: dict, volumes: dict, mounts: dict) -> None:
+    """The file source's volume is capped (an emptyDir over its sizeLimit gets the pod
+    evicted), so whatever writes there must rotate: `mv LIVE ROTATED` in its command,
+    LIVE read by predmon's globs and ROTATED not (a rotated name that matches is read
+    again as a new file once replaced)."""
+    globs = [str(g) for src in cfg.get("sources", []) if src.get("type") == "file" for g in src.get("paths", [])]
+    for g in globs:
+        m = mounts.get(str(PurePosixPath(g).parent))
+        v = volumes.get(m["name"]) if m else None
+        if v is not None and "emptyDir" in v:
+            check(bool((v["emptyDir"] or {}).get("sizeLimit")), f"volume {v['name']}: the emptyDir holding {g} has a sizeLimit")
+    reads = lambda path: any(fnmatch.fnmatchcase(path, g) for g in globs)  # noqa: E731
+    for name, c in containers.items():
+        if name == "predmon" or not any(m.get("mountPath") in {str(PurePosixPath(g).parent) for g in globs}
+                                        for m in c.get("volumeMounts", [])):
+            continue
+        script = " ".join(str(a) for a in c.get("command", []) + c.get("args", []))
+        moves = [(a.strip("'\""), b.strip("'\"")) for a, b in re.findall(r"\bmv\s+(?:-\w+\s+)*(\S+)\s+(\S+)", script)]
+        ok = [(a, b) for a, b in moves if reads(a) and not reads(b)]
+        check(bool(ok), f"container {name}: rotates the log predmon reads by rename to a name its globs {globs} do not match "
+                        f"({', '.join(f'{a} -> {b}' for a, b in ok) or 'no such mv in its command: ' + repr(moves)})")
+
+
 def check_k8s(scrape_out: str | None) -> None:
     kdir = REPO / "docker/k8s"
     docs = []
@@ -324,6 +351,7 @@ def check_k8s(scrape_out: str | None) -> None:
                     shared = m and any(any(x["name"] == m["name"] for x in c.get("volumeMounts", []))
                                        for n, c in containers.items() if n != "predmon")
                     check(bool(shared), f"predmon: file source {pth} is on a volume shared with the model server")
+            check_log_rotation(cfg, containers, volumes, mounts)
             sp = (cfg.get("state") or {}).get("path")
             if sp:
                 m = mounts.get(str(PurePosixPath(sp).parent))
