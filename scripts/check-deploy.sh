@@ -10,7 +10,9 @@
 # as root) and check-jsonschema (PyPI; installed into the venv at
 # ${PREDMON_VENV:-target/test-venv}, or into target/deploy-venv when there is
 # none). With CI=true a tool that cannot be had fails the run; otherwise the
-# checks that need it are skipped.
+# checks that need it are skipped. The shipped predmon configs are checked with
+# `predmon check-config`: PREDMON_BIN, else target/release/predmon, brought up to
+# date first with `cargo build --release --locked --bin predmon` when cargo exists.
 #
 # Ends with "check-deploy: N passed, M failed[, K skipped]"; exits 1 on a failure.
 
@@ -139,7 +141,7 @@ run_check "grafana: provisioning (data source, dashboard provider, alert rule re
   "$PY" scripts/check_manifests.py grafana
 
 # --- (e) Kubernetes example ----------------------------------------------------------------------
-run_check "k8s: docker/k8s manifests parse and agree (labels, ports, volumes, ConfigMap, PodMonitor)" \
+run_check "k8s: docker/k8s manifests parse and agree (labels, ports, volumes, ConfigMap, PodMonitor, log rotation)" \
   "$PY" scripts/check_manifests.py k8s "$TMP/k8s-scrape.yml"
 if [[ -s "$TMP/k8s-scrape.yml" ]]; then
   promtool_check "k8s: promtool check config on the README's annotation-based scrape config" \
@@ -166,14 +168,20 @@ else
   sed 's/^/      /' "$TMP/q.err"
 fi
 
-# --- the shipped predmon configs against predmon itself, once it is built --------------------------------
-# PREDMON_BIN, else the newest of target/{release,debug}/predmon that has check-config.
+# --- the shipped predmon configs against predmon itself ----------------------------------------------------
+# PREDMON_BIN, else target/release/predmon brought up to date with cargo (as e2e-prometheus.sh does);
+# without cargo, the newest of target/{release,debug}/predmon that has check-config, as it is.
 has_check_config() { [[ -x "$1" && "$("$1" --help 2>/dev/null)" == *check-config* ]]; }
 PREDMON_BIN="${PREDMON_BIN:-}"
-if [[ -z "$PREDMON_BIN" ]]; then
+if [[ -z "$PREDMON_BIN" ]] && command -v cargo >/dev/null 2>&1; then
+  run_check "predmon: cargo build --release --locked --bin predmon (so the checks below use the current source)" \
+    cargo build --release --locked --quiet --bin predmon
+  PREDMON_BIN=target/release/predmon
+elif [[ -z "$PREDMON_BIN" ]]; then
   for b in $(ls -t target/release/predmon target/debug/predmon 2>/dev/null); do
     has_check_config "$b" && PREDMON_BIN=$b && break
   done
+  [[ -n "$PREDMON_BIN" ]] && echo "....  no cargo: using the existing $PREDMON_BIN, not rebuilt"
 fi
 if [[ -n "$PREDMON_BIN" ]] && has_check_config "$PREDMON_BIN"; then
   "$PY" - "$TMP/k8s-predmon.toml" <<'EOF'
@@ -189,7 +197,7 @@ EOF
     "$PREDMON_BIN" check-config --config "$TMP/k8s-predmon.toml"
 else
   skip "predmon: check-config on docker/predmon.toml and the k8s ConfigMap" \
-    "no built predmon with a check-config subcommand; set PREDMON_BIN or cargo build"
+    "no predmon with a check-config subcommand: the build failed, or no cargo and none built; set PREDMON_BIN"
 fi
 
 # --- summary ----------------------------------------------------------------------------------------------

@@ -4,7 +4,10 @@
   check_manifests.py dashboards  Grafana dashboards JSON: parses; uid/title/schemaVersion;
                                  unique panel ids and dashboard uids; every panel has a
                                  gridPos and targets, every target an expr and refId, a
-                                 Prometheus datasource; every $variable is defined.
+                                 Prometheus datasource; every $variable is defined; every
+                                 repeat is over a defined multi-value variable; a confusion
+                                 matrix (predmon_confusion_total) is one model's: its panel
+                                 or row repeats per model, or it groups by model.
   check_manifests.py grafana     dashboards/provisioning: data source, dashboard provider,
                                  alert rules (condition and expression refs, datasource uids,
                                  severity, annotations, dashboard/panel links).
@@ -12,7 +15,10 @@
                                  labels.severity and summary + description annotations.
   check_manifests.py k8s FILE    docker/k8s/*.yaml: parse; apiVersion/kind/metadata.name;
                                  Deployment, Service, PodMonitor and ConfigMap agree (labels,
-                                 named ports, volumes, config path, predmon.toml port).
+                                 named ports, volumes, config path, predmon.toml port); the
+                                 shared log volume has a sizeLimit and the stand-in model
+                                 server rotates its log by rename to a name predmon's file
+                                 globs do not match.
                                  With FILE, writes the README's annotation scrape config
                                  there, for `promtool check config`.
 
@@ -21,6 +27,7 @@ Prints one line per check; exits 1 if any failed.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 import sys
@@ -111,6 +118,24 @@ def check_dashboards() -> None:
             e = deploylib.variable_expr(v)
             if e:
                 undefined |= set(template_vars(e)) - defined
+        # repeats: over a defined variable that can hold several values
+        repeated = list(deploylib.iter_panels_repeated(board.get("panels", [])))
+        bad_repeat = []
+        for p, _ in repeated:
+            r = p.get("repeat")
+            if r and not (r in variables and (variables[r].get("multi") or variables[r].get("includeAll"))):
+                bad_repeat.append(f"panel {p.get('id')} repeats over ${r}, not a defined multi-value variable")
+        check(not bad_repeat, f"{name}: every repeat is over a defined multi-value variable"
+                              + "".join(f"\n        {b}" for b in bad_repeat))
+        # a confusion matrix adds up the cells of every model it selects: one model per panel
+        merged = []
+        for p, rep in repeated:
+            for t in p.get("targets") or []:
+                e = t.get("expr") or ""
+                if "predmon_confusion_total" in e and rep != "model" and not re.search(r"\bby\s*\([^)]*\bmodel\b", e):
+                    merged.append(f"panel {p.get('id')} {p.get('title')!r} target {t.get('refId')}")
+        check(not merged, f"{name}: every confusion-matrix query is one model's (repeated per $model or grouped by model)"
+                          + "".join(f"\n        {m} adds the matrices of all selected models" for m in merged))
         for b in bad:
             check(False, f"{name}: {b}")
         check(not bad, f"{name}: every panel has a gridPos, every target ({n_targets}) an expr, a refId and the Prometheus datasource")
@@ -215,6 +240,29 @@ def labels_match(selector: dict, labels: dict) -> bool:
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
 
+def check_log_rotation(cfg: dict, containers: dict, volumes: dict, mounts: dict) -> None:
+    """The file source's volume is capped (an emptyDir over its sizeLimit gets the pod
+    evicted), so whatever writes there must rotate: `mv LIVE ROTATED` in its command,
+    LIVE read by predmon's globs and ROTATED not (a rotated name that matches is read
+    again as a new file once replaced)."""
+    globs = [str(g) for src in cfg.get("sources", []) if src.get("type") == "file" for g in src.get("paths", [])]
+    for g in globs:
+        m = mounts.get(str(PurePosixPath(g).parent))
+        v = volumes.get(m["name"]) if m else None
+        if v is not None and "emptyDir" in v:
+            check(bool((v["emptyDir"] or {}).get("sizeLimit")), f"volume {v['name']}: the emptyDir holding {g} has a sizeLimit")
+    reads = lambda path: any(fnmatch.fnmatchcase(path, g) for g in globs)  # noqa: E731
+    for name, c in containers.items():
+        if name == "predmon" or not any(m.get("mountPath") in {str(PurePosixPath(g).parent) for g in globs}
+                                        for m in c.get("volumeMounts", [])):
+            continue
+        script = " ".join(str(a) for a in c.get("command", []) + c.get("args", []))
+        moves = [(a.strip("'\""), b.strip("'\"")) for a, b in re.findall(r"\bmv\s+(?:-\w+\s+)*(\S+)\s+(\S+)", script)]
+        ok = [(a, b) for a, b in moves if reads(a) and not reads(b)]
+        check(bool(ok), f"container {name}: rotates the log predmon reads by rename to a name its globs {globs} do not match "
+                        f"({', '.join(f'{a} -> {b}' for a, b in ok) or 'no such mv in its command: ' + repr(moves)})")
+
+
 def check_k8s(scrape_out: str | None) -> None:
     kdir = REPO / "docker/k8s"
     docs = []
@@ -303,6 +351,7 @@ def check_k8s(scrape_out: str | None) -> None:
                     shared = m and any(any(x["name"] == m["name"] for x in c.get("volumeMounts", []))
                                        for n, c in containers.items() if n != "predmon")
                     check(bool(shared), f"predmon: file source {pth} is on a volume shared with the model server")
+            check_log_rotation(cfg, containers, volumes, mounts)
             sp = (cfg.get("state") or {}).get("path")
             if sp:
                 m = mounts.get(str(PurePosixPath(sp).parent))

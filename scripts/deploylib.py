@@ -40,6 +40,14 @@ DEFAULT_VARS = {
     "__interval_ms": "30000",
 }
 
+# A panel repeated over a variable (its own `repeat`, or its row's) sees one value of
+# it at a time, so its queries run with one concrete value instead of ".*": a model
+# that predmon's generate scenario and the synthetic scrape of dashboard_queries.py
+# both have.
+REPEAT_VARS = {
+    "model": "fraud-v3",
+}
+
 _VAR_RE = re.compile(
     r"\$\{(?P<braced>\w+)(?::[^}]*)?\}"  # ${var} and ${var:format}
     r"|\[\[(?P<old>\w+)(?::[^\]]*)?\]\]"  # [[var]] (deprecated syntax)
@@ -102,6 +110,21 @@ def iter_panels(panels: list[dict]) -> Iterator[dict]:
         yield from iter_panels(p.get("panels") or [])
 
 
+def iter_panels_repeated(panels: list[dict]) -> Iterator[tuple[dict, str | None]]:
+    """Every panel with the variable Grafana repeats it over: its own `repeat`, else
+    its row's (the panels nested in a collapsed row, or those that follow an expanded
+    row up to the next row), else None."""
+    row_repeat = None
+    for p in panels or []:
+        if p.get("type") == "row":
+            row_repeat = p.get("repeat") or None
+            yield p, row_repeat
+            for q in iter_panels(p.get("panels") or []):
+                yield q, q.get("repeat") or row_repeat
+        else:
+            yield p, p.get("repeat") or row_repeat
+
+
 _LABEL_VALUES_RE = re.compile(r"^\s*label_values\(\s*(?P<sel>.+?)\s*,\s*(?P<label>\w+)\s*\)\s*$", re.S)
 _QUERY_RESULT_RE = re.compile(r"^\s*query_result\(\s*(?P<expr>.+)\s*\)\s*$", re.S)
 
@@ -144,14 +167,18 @@ def iter_queries(values: dict[str, str] | None = None) -> Iterator[dict]:
             if e is not None:
                 yield {"source": rel(path), "where": f"variable {var.get('name')}", "kind": "dashboard-variable",
                        "raw": e, "expr": substitute(e, values)}
-        for panel in iter_panels(board.get("panels", [])):
+        for panel, repeat in iter_panels_repeated(board.get("panels", [])):
+            vals, note = values, ""
+            if repeat and values.get(repeat) == DEFAULT_VARS.get(repeat) and repeat in REPEAT_VARS:
+                vals = dict(values, **{repeat: REPEAT_VARS[repeat]})
+                note = f" (repeated per {repeat}: {repeat}={REPEAT_VARS[repeat]})"
             for t in panel.get("targets") or []:
                 if "expr" not in t:
                     continue
                 yield {"source": rel(path),
-                       "where": f"panel {panel.get('id')} {panel.get('title')!r} target {t.get('refId')}",
+                       "where": f"panel {panel.get('id')} {panel.get('title')!r} target {t.get('refId')}{note}",
                        "kind": "dashboard-instant" if t.get("instant") and not t.get("range") else "dashboard",
-                       "raw": t["expr"], "expr": substitute(t["expr"], values)}
+                       "raw": t["expr"], "expr": substitute(t["expr"], vals)}
 
     for path in RULE_FILES:
         doc = load_yaml(path)

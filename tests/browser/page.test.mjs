@@ -8,12 +8,19 @@
 //   python3 tests/browser/serve_fixture.py --html /tmp/page.html --port 8765 &
 //   PREDMON_URL=http://127.0.0.1:8765 node tests/browser/page.test.mjs
 // Saves a screenshot (target/page.png, or $PREDMON_SCREENSHOT). Prints "N passed, N failed"; exits 1 on any failure.
+//   PREDMON_EXPECT_COLLAPSED=fraud-v3  the model that must be shown collapsed: prediction_collapse in the default
+//                                      window, marked unhealthy, listed first, its heatmap dominated by the column
+//                                      of the class it predicts most (scripts/e2e-browser.sh sets it)
+//   PREDMON_LIVE=1                     a live daemon, waited for until every check has data: a check that finds
+//                                      nothing to check (a skip) fails instead (scripts/e2e-browser.sh sets it)
 import { chromium } from 'playwright-core';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const BASE = process.env.PREDMON_URL;
+const EXPECT_COLLAPSED = process.env.PREDMON_EXPECT_COLLAPSED || '';
+const LIVE = !!process.env.PREDMON_LIVE && process.env.PREDMON_LIVE !== '0';
 if (!BASE) {
   console.error('set PREDMON_URL to a running predmon, e.g. PREDMON_URL=http://127.0.0.1:9100');
   process.exit(2);
@@ -31,7 +38,11 @@ let passed = 0, failed = 0, skipped = 0;
 async function check(name, fn) {
   try {
     const r = await fn();
-    if (r === 'skip') { skipped++; console.log(`skip ${name}`); return; }
+    if (typeof r === 'string' && r.startsWith('skip')) {
+      const why = r.slice(4).replace(/^:\s*/, '');
+      if (LIVE) throw new Error(`nothing to check against the live daemon${why ? `: ${why}` : ''} (a skip fails with PREDMON_LIVE)`);
+      skipped++; console.log(`skip ${name}${why ? ` (${why})` : ''}`); return;
+    }
     passed++;
     console.log(`ok   ${name}`);
   } catch (e) {
@@ -187,7 +198,7 @@ try {
         n++;
       }
     }
-    return n ? undefined : 'skip';
+    return n ? undefined : 'skip: no model has alerts';
   });
 
   await check('heatmaps are row-normalised confusion matrices; the collapsed model has one dominant column', async () => {
@@ -221,8 +232,48 @@ try {
       const recalls = await page.$$eval(`${sel} table.cls tbody tr`, (trs) => trs.map((tr) => [tr.dataset.class, tr.children[3].textContent.trim()]));
       for (const [c, r] of recalls) assert(near(+r, m.classes[c].recall, 3), `${name}: recall bar of ${c} shows ${r}, API ${m.classes[c].recall}`);
     }
-    return collapsed ? undefined : 'skip';
+    return collapsed ? undefined : 'skip: no model has prediction_collapse';
   });
+
+  if (EXPECT_COLLAPSED) {
+    await check(`${EXPECT_COLLAPSED} is shown collapsed: unhealthy, listed first, its heatmap dominated by the class it predicts most`, async () => {
+      const models = modelsIn(shownApi, defaultWin);
+      const m = models[EXPECT_COLLAPSED];
+      assert(m, `${EXPECT_COLLAPSED} not in the ${defaultWin} window: ${Object.keys(models)}`);
+      const pc = alertsOf(m).find((a) => a.alert === 'prediction_collapse');
+      assert(pc, `${EXPECT_COLLAPSED} has no prediction_collapse in ${defaultWin}: alerts ${JSON.stringify(alertsOf(m))}`);
+      const cls = Object.entries(m.classes || {});
+      const top = cls.reduce((b, [c, k]) => (b === null || k.prediction_share > m.classes[b].prediction_share ? c : b), null);
+      assert(pc.class === top, `prediction_collapse names ${pc.class}, but ${EXPECT_COLLAPSED} predicts ${top} most`);
+      const rows = await readTable(page);
+      assert(rows.length && rows[0].model === EXPECT_COLLAPSED, `first row is ${rows.length && rows[0].model}`);
+      const r = rows[0];
+      assert(r.unhealthy && r.health === 'alert' && r.badge === 'ALERT', `${EXPECT_COLLAPSED}: unhealthy=${r.unhealthy} data-health=${r.health} badge "${r.badge}"`);
+      const [red, green] = r.bg.match(/\d+/g).map(Number);
+      assert(red > green + 10, `${EXPECT_COLLAPSED}: row background ${r.bg} is not red`);
+      assert(r.alerts.some((b) => b.text === `prediction collapse \u00b7 ${top}`), `${EXPECT_COLLAPSED}: badges ${r.alerts.map((b) => b.text)}`);
+      const sel = `#details details.model[data-model="${attr(EXPECT_COLLAPSED)}"]`;
+      const first = await page.$eval('#details details.model', (d) => d.getAttribute('data-model'));
+      assert(first === EXPECT_COLLAPSED, `first details section is ${first}`);
+      assert(await page.$eval(sel, (d) => d.open && d.classList.contains('unhealthy')), `${EXPECT_COLLAPSED}: details not open and unhealthy`);
+      const cells = await page.$$eval(`${sel} table.hm td`, (tds) => tds.map((td) => ({
+        a: td.dataset.actual, p: td.dataset.predicted, n: Number(td.dataset.count), s: Number(td.dataset.share) })));
+      assert(cells.length === cls.length ** 2, `${cells.length} heatmap cells for ${cls.length} classes`);
+      // every true class with samples has its largest share in the predicted-majority column, and that column holds the most samples
+      const byRow = {}, colTot = {};
+      for (const c of cells) { (byRow[c.a] = byRow[c.a] || []).push(c); colTot[c.p] = (colTot[c.p] || 0) + c.n; }
+      let nonEmpty = 0;
+      for (const [a, cs] of Object.entries(byRow)) {
+        if (!cs.some((c) => c.n > 0)) continue;
+        nonEmpty++;
+        const best = cs.reduce((b, c) => (c.s > b.s ? c : b));
+        assert(best.p === top, `${EXPECT_COLLAPSED}: row ${a} is dominated by column ${best.p} (${best.s}), expected ${top}`);
+      }
+      assert(nonEmpty >= 2, `${EXPECT_COLLAPSED}: only ${nonEmpty} true classes have samples`);
+      const heaviest = Object.entries(colTot).reduce((b, e) => (e[1] > b[1] ? e : b))[0];
+      assert(heaviest === top, `${EXPECT_COLLAPSED}: heaviest heatmap column ${heaviest}, expected ${top}`);
+    });
+  }
 
   await check('the page fits 1400px; wide heatmaps scroll inside their box', async () => {
     const w = await page.evaluate(() => document.documentElement.scrollWidth);
@@ -232,7 +283,7 @@ try {
   await check('the window select changes the table and survives a refresh', async () => {
     const other = windows.find((w) => w !== defaultWin && JSON.stringify(Object.entries(modelsIn(shownApi, w)).map(([k, m]) => [k, m.samples])) !==
       JSON.stringify(Object.entries(modelsIn(shownApi, defaultWin)).map(([k, m]) => [k, m.samples])));
-    if (!other) return 'skip';
+    if (!other) return `skip: every window holds the same samples (${windows.join(', ')})`;
     const before = await readTable(page);
     const n = await renders();
     await page.selectOption('#window', other);
