@@ -74,7 +74,9 @@ impl PointerTrie {
 pub struct Decoder {
     trie: PointerTrie,
     unit: TimestampUnit,
-    default_model: String,
+    /// Leaked once per decoder (a handful per process), so that an event without a model
+    /// field borrows it instead of allocating a copy per event.
+    default_model: &'static str,
     max_event_bytes: usize,
     configured_classes: FxHashMap<String, Vec<String>>,
     /// Binary models with a `threshold` (extension E6): events with scores and no
@@ -106,7 +108,7 @@ impl Decoder {
                 f.segment.as_deref().unwrap_or(&[]),
             ]),
             unit: f.timestamp_unit,
-            default_model: f.default_model.clone(),
+            default_model: Box::leak(f.default_model.clone().into_boxed_str()),
             max_event_bytes: settings.limits.max_event_bytes,
             configured_classes: settings
                 .models
@@ -188,7 +190,7 @@ impl Decoder {
             return Err(Rejection::NoPredictionOrLabel);
         }
         let model = match present(MODEL) {
-            None => Cow::Owned(self.default_model.clone()),
+            None => Cow::Borrowed(self.default_model),
             Some(raw) => match scalar_text(raw) {
                 Some(Scalar::Text(s)) | Some(Scalar::Integer(s)) => s,
                 _ => return Err(Rejection::BadClass),
