@@ -138,9 +138,9 @@ def main() -> int:
     check(cfg_host is not None and cfg_host.is_file(),
           f"predmon: --config {cfg_in_container} is mounted from the repo ({rel(cfg_host) if cfg_host else 'not mounted'})")
     cfg = tomllib.loads(cfg_host.read_text()) if cfg_host and cfg_host.is_file() else {}
-    listen = (cfg.get("server") or {}).get("listen_address", "0.0.0.0:9835")
+    listen = (cfg.get("server") or {}).get("listen_address", "0.0.0.0:19835")
     predmon_port = port_of(listen)
-    check(predmon_port == 9835, f"predmon.toml: listen_address {listen} uses the default port 9835")
+    check(predmon_port == 19835, f"predmon.toml: listen_address {listen} uses the default port 19835")
 
     kafka_env = services["kafka"].get("environment") or {}
     kafka_ports = {port_of(l) for l in str(kafka_env.get("KAFKA_LISTENERS", "")).split(",") if ":" in l}

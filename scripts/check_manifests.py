@@ -335,7 +335,7 @@ def check_k8s(scrape_out: str | None) -> None:
             except tomllib.TOMLDecodeError as e:
                 check(False, f"ConfigMap predmon.toml: parses as TOML ({e})")
                 cfg = {}
-            port = int(str((cfg.get("server") or {}).get("listen_address", "0.0.0.0:9835")).rsplit(":", 1)[1])
+            port = int(str((cfg.get("server") or {}).get("listen_address", "0.0.0.0:19835")).rsplit(":", 1)[1])
             check(named_ports.get("metrics") == port, f"predmon: container port `metrics` {named_ports.get('metrics')} is listen_address's {port}")
             ann = tmpl["metadata"].get("annotations", {})
             if "prometheus.io/port" in ann:
@@ -386,7 +386,7 @@ def check_k8s(scrape_out: str | None) -> None:
             doc = loads_yaml_all(snippet)[0]
             for sc in doc.get("scrape_configs", []):
                 if sc.pop("kubernetes_sd_configs", None) is not None:
-                    sc["static_configs"] = [{"targets": ["localhost:9835"]}]
+                    sc["static_configs"] = [{"targets": ["localhost:19835"]}]
                 check(sc.get("job_name") == "predmon", f"{rel(readme)}: scrape job is named predmon")
             Path(scrape_out).write_text(json.dumps(doc, indent=2))
 

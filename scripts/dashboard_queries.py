@@ -77,7 +77,7 @@ def fixture_series() -> list[dict]:
         # recall of "yes" 2/40: PredmonRecallCollapse fires, so ALERTS has data
         "churn": {"no": (60, 90, 52), "yes": (40, 10, 2)},
     }
-    for inst in ("a:9835", "b:9835"):
+    for inst in ("a:19835", "b:19835"):
         base = {"job": "predmon", "instance": inst}
         out.append(_series("up", base, _const(1)))
         out.append(_series("scrape_duration_seconds", base, _const(0.012)))

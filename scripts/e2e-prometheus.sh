@@ -320,7 +320,7 @@ for m in re.finditer(r"^ENV\s+(.*)$", final, re.M):
 hc = re.search(r"^HEALTHCHECK\s.*?\bCMD\s+(.*)$", final, re.M).group(1)
 if hc.lstrip().startswith("["):
     hc = " ".join(shlex.quote(a) for a in json.loads(hc))
-print(hc.replace(":9835/", ':"$HC_PORT"/'))
+print(hc.replace(":19835/", ':"$HC_PORT"/'))
 EOF
 then
   fail "docker/Dockerfile: HEALTHCHECK command extracted" "$TMP/hc.err"

@@ -2,7 +2,7 @@
 """Checks README.md's "Metrics" table against what predmon really exports.
 
   metrics_table.py --metrics-file scrape.txt     # a saved /metrics body
-  metrics_table.py --url http://127.0.0.1:9835/metrics
+  metrics_table.py --url http://127.0.0.1:19835/metrics
   metrics_table.py --print --metrics-file scrape.txt   # print the rows the scrape implies
 
 Every family in the scrape must have a row with the same type and label names, and

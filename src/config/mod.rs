@@ -787,7 +787,7 @@ mod tests {
         assert_eq!(s.alerts.recall_floor, 0.1);
         assert_eq!(s.fields.label, ["label"]);
         assert_eq!(s.fields.default_model, "default");
-        assert_eq!(s.server.listen_address, "0.0.0.0:9835");
+        assert_eq!(s.server.listen_address, "0.0.0.0:19835");
     }
 
     #[test]

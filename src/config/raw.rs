@@ -203,7 +203,7 @@ pub struct RawServer {
 impl Default for RawServer {
     fn default() -> Self {
         RawServer {
-            listen_address: "0.0.0.0:9835".into(),
+            listen_address: "0.0.0.0:19835".into(),
             telemetry_path: "/metrics".into(),
         }
     }
