@@ -224,7 +224,7 @@ for s in json.loads(sys.argv[1])["snapshots"]:
 : >"$work/snapshots.txt"
 pending_runs || skip pending_state "predmon run with pending joins and [state] failed"
 
-say "scrape under load, in-process (5 s)"
+say "scrape, /api/v1/models and the page under load, in-process (5 s each)"
 "$SCRAPE" 5 >"$work/scrape.txt" 2>"$work/scrape.err"
 
 KAFKA_OK=0
@@ -348,6 +348,9 @@ table="$work/table.md"
     echo "| \`/metrics\` render in-process under load (median / max of $(kv scrapes)) | $(kv render_ms_median) / $(kv render_ms_max) ms |"
     echo "| engine lock held by a scrape's copy (median / max) | $(kv capture_ms_median) / $(kv capture_ms_max) ms |"
     echo "| longest ingestion stall behind a scrape (ingestion thread's wait for the lock) | $(kv ingest_lock_wait_ms_max) ms |"
+    echo "| \`/api/v1/models\` at 20 x 20 x 4, in-process under load: request / engine lock held (median / max of $(kv api_requests)) | $(kv api_ms_median) / $(kv api_ms_max) ms; $(kv api_lock_ms_median) / $(kv api_lock_ms_max) ms |"
+    echo "| page at \`/\`, the same: request / engine lock held (median / max of $(kv page_requests)) | $(kv page_ms_median) / $(kv page_ms_max) ms; $(kv page_lock_ms_median) / $(kv page_lock_ms_max) ms |"
+    echo "| longest ingestion stall behind \`/api/v1/models\` / the page (computed under the lock as before: $(kv api_locked_ingest_lock_wait_ms_max) / $(kv page_locked_ingest_lock_wait_ms_max) ms) | $(kv api_ingest_lock_wait_ms_max) / $(kv page_ingest_lock_wait_ms_max) ms |"
     echo "| RSS steady state, daemon at 20 x 20 x 4 after ingesting $N_COMB events | $(awk -v k="$RSS20" 'BEGIN { printf "%.1f MiB", k / 1024 }') |"
     echo "| memory per pending join entry ($(lines_of "$work/pending.jsonl") pending prediction halves, \`report\`) | $PENDING_BYTES bytes (peak RSS $(mib pending)) |"
     echo "| \`predmon run\` holding $(lines_of "$work/pending.jsonl") pending prediction halves, VmHWM: without \`[state]\` / with \`[state]\` (a snapshot every 2 s for 10 s) / restarted from that snapshot | $(pmib hwm_plain) / $(pmib hwm_state) / $(pmib hwm_restart) |"
@@ -389,6 +392,8 @@ mul() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "nan" || b == "nan") print "na
     check "run Kafka >= 0.8 of bare consumer+parse ($(ratio "$R_KAFKA" "$R_BARE"))" ge "$R_KAFKA" "$(mul "$R_BARE" 0.8)"
     check "/metrics render at 20x20x4 < 20 ms (in-process median $(kv render_ms_median) ms, HTTP idle median $I_MED ms)" lt "$(kv render_ms_median)" 20
     check "no ingestion stall > 5 ms (longest $(kv ingest_lock_wait_ms_max) ms)" lt "$(kv ingest_lock_wait_ms_max)" 5
+    check "no ingestion stall > 5 ms behind /api/v1/models or the page (longest $(kv api_ingest_lock_wait_ms_max) / $(kv page_ingest_lock_wait_ms_max) ms)" \
+        lt "$(awk -v a="$(kv api_ingest_lock_wait_ms_max)" -v b="$(kv page_ingest_lock_wait_ms_max)" 'BEGIN { print (a > b ? a : b) }')" 5
     check "RSS < 30 MiB steady state at 20x20x4 ($(awk -v k="$RSS20" 'BEGIN { printf "%.1f", k / 1024 }') MiB)" lt "$RSS20" 30720
     check "< 200 bytes per pending join entry ($PENDING_BYTES)" lt "$PENDING_BYTES" 200
     check "1,000,000 pending joins in < 200 MiB RSS, \`predmon run\` with \`[state]\` ($(pmib hwm_state); restarted $(pmib hwm_restart))" \
