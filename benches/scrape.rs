@@ -7,6 +7,11 @@
 //! part of it spent holding the engine lock (the copy), and the longest time the
 //! ingestion thread waited for the lock: the ingestion stall a scrape causes.
 //!
+//! Then the same for `/api/v1/models` and the page at `/`, each for SECONDS more: as
+//! served (the copy under the lock, computed outside it) and, for comparison, computed
+//! whole under the lock as they were before 2026-11-28 (`*_locked`): the time of a
+//! request, the part holding the lock, and the longest ingestion stall.
+//!
 //! `scrape [SECONDS]` (default 5). Prints `key=value` lines.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use predmon::config::{RawConfig, Settings};
 use predmon::export::metrics::{base_registry, render, EngineCollector, ScrapeData};
-use predmon::export::Shared;
+use predmon::export::{api, page, Shared};
 use predmon::pipeline::{Mode, Pipeline};
 
 const MODELS: u64 = 20;
@@ -91,7 +96,7 @@ fn main() {
 
     let stop = Arc::new(AtomicBool::new(false));
     let ingester = {
-        let (shared, stop) = (shared.clone(), stop.clone());
+        let (shared, stop, batches) = (shared.clone(), stop.clone(), batches.clone());
         std::thread::spawn(move || {
             let (mut lines, mut waits, mut holds) = (0u64, Vec::new(), Vec::new());
             let started = Instant::now();
@@ -159,4 +164,123 @@ fn main() {
         quantile(&mut waits, 1.0),
         quantile(&mut waits, 0.99)
     );
+    drop(s);
+
+    // /api/v1/models and the page: a request every 50 ms during full-speed ingestion.
+    let page_of = |doc: &serde_json::Value| page::render_index(doc, "bench", "5m", "/metrics");
+    type Request<'a> = Box<dyn Fn() -> Duration + 'a>;
+    let phases: [(&str, Request); 4] = [
+        (
+            "api",
+            Box::new(|| {
+                let t = Instant::now();
+                let copy = api::copy(&shared);
+                let held = t.elapsed();
+                let mut out = Vec::new();
+                copy.write_json(&mut out);
+                std::hint::black_box(out);
+                held
+            }),
+        ),
+        (
+            "api_locked",
+            Box::new(|| {
+                let t = Instant::now();
+                std::hint::black_box(locked_api_bytes(&shared));
+                t.elapsed()
+            }),
+        ),
+        (
+            "page",
+            Box::new(|| {
+                let t = Instant::now();
+                let copy = api::copy(&shared);
+                let held = t.elapsed();
+                std::hint::black_box(page_of(&copy.to_value()));
+                held
+            }),
+        ),
+        (
+            "page_locked",
+            Box::new(|| {
+                let t = Instant::now();
+                let doc = locked_api_value(&shared);
+                let held = t.elapsed();
+                std::hint::black_box(page_of(&doc));
+                held
+            }),
+        ),
+    ];
+    for (name, request) in phases {
+        let (mut times, mut held, mut waits) = (Vec::new(), Vec::new(), Vec::new());
+        let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let ingester = scope.spawn(|| {
+                let mut waits = Vec::new();
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let b = &batches[i % batches.len()];
+                    i += 1;
+                    let t = Instant::now();
+                    predmon::export::yield_to_readers();
+                    let mut s = shared.lock().expect("lock");
+                    waits.push(t.elapsed().as_secs_f64() * 1e3);
+                    let arrival = predmon::now_ns();
+                    for l in b {
+                        let _ = s.pipeline.ingest(0, l.as_bytes(), arrival);
+                    }
+                }
+                waits
+            });
+            while Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+                let t = Instant::now();
+                held.push(request().as_secs_f64() * 1e3);
+                times.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+            stop.store(true, Ordering::Relaxed);
+            waits = ingester.join().expect("ingester");
+        });
+        println!(
+            "{name}_requests={} {name}_ms_median={:.2} {name}_ms_max={:.2} {name}_lock_ms_median={:.2} {name}_lock_ms_max={:.2} {name}_ingest_lock_wait_ms_max={:.2}",
+            times.len(),
+            quantile(&mut times, 0.5),
+            quantile(&mut times, 1.0),
+            quantile(&mut held, 0.5),
+            quantile(&mut held, 1.0),
+            quantile(&mut waits, 1.0)
+        );
+    }
+}
+
+/// `/api/v1/models` as it was computed before 2026-11-28: every scope's report written
+/// with the engine lock held throughout.
+fn locked_api_bytes(shared: &Mutex<Shared>) -> Vec<u8> {
+    let mut guard = predmon::export::lock_for_reading(shared);
+    let pipeline = &mut guard.pipeline;
+    let mut scopes = pipeline.engine.scopes();
+    scopes.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut out = b"{\"windows\":{".to_vec();
+    for (i, (label, scope)) in scopes.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut out, &label).expect("json");
+        out.push(b':');
+        predmon::report::write_scope_json(pipeline, scope, &mut out);
+    }
+    out.extend_from_slice(b"}}");
+    out
+}
+
+/// The page's document as it was built before 2026-11-28, under the lock throughout.
+fn locked_api_value(shared: &Mutex<Shared>) -> serde_json::Value {
+    let mut guard = predmon::export::lock_for_reading(shared);
+    let pipeline = &mut guard.pipeline;
+    let mut windows = serde_json::Map::new();
+    for (label, scope) in pipeline.engine.scopes() {
+        windows.insert(label, predmon::report::scope_json(pipeline, scope));
+    }
+    serde_json::json!({ "windows": windows })
 }

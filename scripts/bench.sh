@@ -193,7 +193,38 @@ say "predmon run, file source, 20 models x 20 classes x 4 windows"
 daemon_runs run_20 --lines "$(lines_of "$work/live-20x20.jsonl")" --file "$work/live-20x20.jsonl" \
     --every 0.1 --settle 2 --idle-scrapes 20 ||
     skip run_20 "predmon run with a file source failed"
-say "scrape under load, in-process (5 s)"
+say "predmon run holding every line of pending.jsonl as a pending join, without and with [state]"
+# Runs of their own (daemon_runs keeps rates): VmHWM at the end, snapshots included;
+# with [state], a snapshot every 2 s for 10 s while /metrics is requested every 5 ms
+# (it waits for the engine lock), then a restart from the last snapshot.
+declare -A PSTATE # name -> space-separated samples
+pstate() { PSTATE[$1]="${PSTATE[$1]:-} $2"; }
+pending_runs() {
+    local i out n
+    n=$(lines_of "$work/pending.jsonl")
+    for ((i = 0; i < RUNS; i++)); do
+        out=$(python3 scripts/bench_daemon.py --predmon "$PREDMON" --lines "$n" --file "$work/pending.jsonl" \
+            --every 0.1) || return 1
+        pstate hwm_plain "$(json_field "$out" hwm_kib_end)"
+        rm -rf "$work/state" && mkdir -p "$work/state"
+        out=$(python3 scripts/bench_daemon.py --predmon "$PREDMON" --lines "$n" --file "$work/pending.jsonl" \
+            --every 0.1 --state "$work/state" --state-interval 2s --hold 10) || return 1
+        pstate hwm_state "$(json_field "$out" hwm_kib_end)"
+        read -r _ probe_max _ <<<"$(json_field "$out" probe_ms)"
+        pstate probe_max "$probe_max"
+        python3 -c 'import json, sys
+for s in json.loads(sys.argv[1])["snapshots"]:
+    print(s["total_ms"], s["longest_hold_ms"], s["held_ms"], int(s["bytes"]))' "$out" >>"$work/snapshots.txt"
+        out=$(python3 scripts/bench_daemon.py --predmon "$PREDMON" --lines "$n" --file "$work/pending.jsonl" \
+            --every 0.1 --state "$work/state" --state-interval 1h) || return 1
+        pstate hwm_restart "$(json_field "$out" hwm_kib_end)"
+        pstate restart_s "$(json_field "$out" seconds)"
+    done
+}
+: >"$work/snapshots.txt"
+pending_runs || skip pending_state "predmon run with pending joins and [state] failed"
+
+say "scrape, /api/v1/models and the page under load, in-process (5 s each)"
 "$SCRAPE" 5 >"$work/scrape.txt" 2>"$work/scrape.err"
 
 KAFKA_OK=0
@@ -278,6 +309,12 @@ read -r I_MED I_MAX _ <<<"$( [ -n "${DAEMON[run_20]:-}" ] && json_field "${DAEMO
 RSS20=$( [ -n "${DAEMON[run_20]:-}" ] && json_field "${DAEMON[run_20]}" rss_kib || echo nan)
 EXPO=$( [ -n "${DAEMON[run_20]:-}" ] && json_field "${DAEMON[run_20]}" exposition_bytes || echo nan)
 kv() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" "$work/scrape.txt"; }
+pmib() { awk -v k="$(median "${PSTATE[$1]:-}")" 'BEGIN { if (k == "nan") print "n/a"; else printf "%.1f MiB", k / 1024 }'; }
+snap() { median "$(awk -v c="$1" '{ printf "%s ", $c }' "$work/snapshots.txt")"; }
+snap_max() { awk -v c="$1" 'BEGIN { m = "nan" } { if (m == "nan" || $c + 0 > m) m = $c + 0 } END { print m }' "$work/snapshots.txt"; }
+N_SNAP=$(wc -l <"$work/snapshots.txt" | tr -d ' ')
+r1() { awk -v v="$1" 'BEGIN { if (v == "nan" || v == "") print "n/a"; else printf "%.1f", v }'; }
+SNAP_MB=$(awk 'NR == 1 { printf "%.0f MB", $4 / 1e6 }' "$work/snapshots.txt")
 
 cpu="$(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores"
 load="$(cut -d' ' -f1-3 /proc/loadavg)"
@@ -311,8 +348,16 @@ table="$work/table.md"
     echo "| \`/metrics\` render in-process under load (median / max of $(kv scrapes)) | $(kv render_ms_median) / $(kv render_ms_max) ms |"
     echo "| engine lock held by a scrape's copy (median / max) | $(kv capture_ms_median) / $(kv capture_ms_max) ms |"
     echo "| longest ingestion stall behind a scrape (ingestion thread's wait for the lock) | $(kv ingest_lock_wait_ms_max) ms |"
+    echo "| \`/api/v1/models\` at 20 x 20 x 4, in-process under load: request / engine lock held (median / max of $(kv api_requests)) | $(kv api_ms_median) / $(kv api_ms_max) ms; $(kv api_lock_ms_median) / $(kv api_lock_ms_max) ms |"
+    echo "| page at \`/\`, the same: request / engine lock held (median / max of $(kv page_requests)) | $(kv page_ms_median) / $(kv page_ms_max) ms; $(kv page_lock_ms_median) / $(kv page_lock_ms_max) ms |"
+    echo "| longest ingestion stall behind \`/api/v1/models\` / the page (computed under the lock as before: $(kv api_locked_ingest_lock_wait_ms_max) / $(kv page_locked_ingest_lock_wait_ms_max) ms) | $(kv api_ingest_lock_wait_ms_max) / $(kv page_ingest_lock_wait_ms_max) ms |"
     echo "| RSS steady state, daemon at 20 x 20 x 4 after ingesting $N_COMB events | $(awk -v k="$RSS20" 'BEGIN { printf "%.1f MiB", k / 1024 }') |"
     echo "| memory per pending join entry ($(lines_of "$work/pending.jsonl") pending prediction halves, \`report\`) | $PENDING_BYTES bytes (peak RSS $(mib pending)) |"
+    echo "| \`predmon run\` holding $(lines_of "$work/pending.jsonl") pending prediction halves, VmHWM: without \`[state]\` / with \`[state]\` (a snapshot every 2 s for 10 s) / restarted from that snapshot | $(pmib hwm_plain) / $(pmib hwm_state) / $(pmib hwm_restart) |"
+    echo "| snapshot of those halves (${SNAP_MB:-n/a}), written (fsync included; the engine thread does not ingest meanwhile) (median / max of $N_SNAP) | $(r1 "$(snap 1)") / $(r1 "$(snap_max 1)") ms |"
+    echo "| engine lock held by a snapshot, longest single hold (median / max) | $(r1 "$(snap 2)") / $(r1 "$(snap_max 2)") ms |"
+    echo "| longest \`/metrics\` request during those snapshots, HTTP (median of runs) | $(r1 "$(median "${PSTATE[probe_max]:-}")") ms |"
+    echo "| restart from that snapshot to the first scrape that sees every event (median) | $(r1 "$(median "${PSTATE[restart_s]:-}")") s |"
     echo
     cat "$work/scaling.md"
     if [ "${#SKIPPED[@]}" -gt 0 ]; then
@@ -347,8 +392,12 @@ mul() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "nan" || b == "nan") print "na
     check "run Kafka >= 0.8 of bare consumer+parse ($(ratio "$R_KAFKA" "$R_BARE"))" ge "$R_KAFKA" "$(mul "$R_BARE" 0.8)"
     check "/metrics render at 20x20x4 < 20 ms (in-process median $(kv render_ms_median) ms, HTTP idle median $I_MED ms)" lt "$(kv render_ms_median)" 20
     check "no ingestion stall > 5 ms (longest $(kv ingest_lock_wait_ms_max) ms)" lt "$(kv ingest_lock_wait_ms_max)" 5
+    check "no ingestion stall > 5 ms behind /api/v1/models or the page (longest $(kv api_ingest_lock_wait_ms_max) / $(kv page_ingest_lock_wait_ms_max) ms)" \
+        lt "$(awk -v a="$(kv api_ingest_lock_wait_ms_max)" -v b="$(kv page_ingest_lock_wait_ms_max)" 'BEGIN { print (a > b ? a : b) }')" 5
     check "RSS < 30 MiB steady state at 20x20x4 ($(awk -v k="$RSS20" 'BEGIN { printf "%.1f", k / 1024 }') MiB)" lt "$RSS20" 30720
     check "< 200 bytes per pending join entry ($PENDING_BYTES)" lt "$PENDING_BYTES" 200
+    check "1,000,000 pending joins in < 200 MiB RSS, \`predmon run\` with \`[state]\` ($(pmib hwm_state); restarted $(pmib hwm_restart))" \
+        lt "$(awk -v a="$(median "${PSTATE[hwm_state]:-}")" -v b="$(median "${PSTATE[hwm_restart]:-}")" 'BEGIN { print (a > b ? a : b) }')" 204800
 } >>"$table"
 
 cat "$table"

@@ -14,6 +14,16 @@ Prints one JSON object:
   idle_scrape_ms  the same, after ingestion finished (render time without contention)
   exposition_bytes  size of the last exposition
 
+With --state DIR the daemon snapshots its state to DIR/state.json every
+--state-interval; --hold S then keeps it running S seconds after ingestion, requesting
+--probe (/metrics by default, which takes the engine lock) every 5 ms, and adds:
+
+  probe_ms      time of each of those requests: the longest is the longest a reader
+                waited behind a snapshot
+  snapshots     what predmon logged of each snapshot written meanwhile (total_ms,
+                held_ms, longest_hold_ms, holds, bytes), when it logs them
+  hwm_kib_end   VmHWM at the end: the peak with the snapshots
+
 Standard library only.
 """
 
@@ -57,6 +67,10 @@ def main():
     ap.add_argument("--idle-scrapes", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=120.0)
     ap.add_argument("--extra-config", help="TOML appended to the generated configuration")
+    ap.add_argument("--state", help="directory for [state] snapshots")
+    ap.add_argument("--state-interval", default="2s")
+    ap.add_argument("--hold", type=float, default=0.0)
+    ap.add_argument("--probe", default="/metrics")
     a = ap.parse_args()
 
     port = free_port()
@@ -69,6 +83,8 @@ def main():
         )
     cfg = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False)
     cfg.write(source + f'[server]\nlisten_address = "127.0.0.1:{port}"\n')
+    if a.state:
+        cfg.write(f'[state]\npath = "{a.state}/state.json"\ninterval = "{a.state_interval}"\n')
     if a.extra_config:
         with open(a.extra_config) as extra:
             cfg.write(extra.read())
@@ -78,7 +94,8 @@ def main():
 
     log = tempfile.TemporaryFile()
     started = time.perf_counter()
-    proc = subprocess.Popen([a.predmon, "run", "--config", cfg.name], stdout=log, stderr=log)
+    env = dict(os.environ, PREDMON_LOG="info,predmon::app=debug")
+    proc = subprocess.Popen([a.predmon, "run", "--config", cfg.name], stdout=log, stderr=log, env=env)
     out = {"scrape_ms": [], "idle_scrape_ms": []}
     seen = 0
     body = b""
@@ -112,6 +129,16 @@ def main():
             out["scrape_ms"].append(took * 1e3)
             time.sleep(max(0.0, a.every - took))
         time.sleep(a.settle)
+        if a.hold > 0:
+            out["probe_ms"] = []
+            probe = f"http://127.0.0.1:{port}{a.probe}"
+            end = time.perf_counter() + a.hold
+            while time.perf_counter() < end:
+                t = time.perf_counter()
+                with urllib.request.urlopen(probe, timeout=10) as r:
+                    r.read()
+                out["probe_ms"].append((time.perf_counter() - t) * 1e3)
+                time.sleep(0.005)
         for _ in range(a.idle_scrapes):
             t = time.perf_counter()
             with urllib.request.urlopen(url, timeout=10) as r:
@@ -128,6 +155,13 @@ def main():
         except subprocess.TimeoutExpired:
             proc.kill()
         os.unlink(cfg.name)
+    log.seek(0)
+    snapshots = []
+    for line in log.read().decode(errors="replace").splitlines():
+        if "state snapshot written" in line:
+            snapshots.append({k: float(v) for k, v in re.findall(r"(\w+)=([0-9.]+)\b", line)})
+    if a.state:
+        out["snapshots"] = snapshots
     print(json.dumps(out))
 
 

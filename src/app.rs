@@ -342,14 +342,25 @@ struct FailureLog {
     logged_at: Option<std::time::Instant>,
 }
 
-/// Captures under the lock, writes outside it. A failed write is counted and logged;
-/// ingestion goes on and the previous snapshot stays valid.
+/// Streams a snapshot to its file (see [`state::write_snapshot`] for how it holds the
+/// engine lock). A failed write is counted and logged; ingestion goes on and the
+/// previous snapshot stays valid.
 fn snapshot(shared: &Mutex<Shared>, st: &crate::config::StateSettings, log: &mut FailureLog) {
-    let bytes = state::capture(&shared.lock().expect("engine lock poisoned"));
-    let result = state::write(&st.path, &bytes);
+    let result = state::write_snapshot(&st.path, shared);
+    if let Ok(stats) = &result {
+        tracing::debug!(
+            bytes = stats.bytes,
+            total_ms = stats.total.as_secs_f64() * 1e3,
+            held_ms = stats.held.as_secs_f64() * 1e3,
+            longest_hold_ms = stats.longest_hold.as_secs_f64() * 1e3,
+            holds = stats.holds,
+            rewritten = stats.rewritten,
+            "state snapshot written"
+        );
+    }
     let mut s = shared.lock().expect("engine lock poisoned");
     match result {
-        Ok(()) => {
+        Ok(_) => {
             s.snapshot_last_success = Some(crate::now_ns() as f64 / 1e9);
             if log.failing > 0 {
                 tracing::info!(path = %st.path.display(), failed = log.failing, "state snapshots succeed again");

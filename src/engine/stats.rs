@@ -169,6 +169,11 @@ impl ScopeCounts {
     pub fn compute(&self, thresholds: &AlertThresholds) -> ModelStats {
         compute(&self.view(), thresholds)
     }
+
+    /// The model's class names by index, as they were when copied.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
 }
 
 /// `num / den`, 0 for 0 / 0 (scikit-learn's `zero_division=0`).

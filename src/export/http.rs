@@ -33,6 +33,9 @@ pub struct HttpState {
     pub collector: EngineCollector,
     pub registry: prometheus::Registry,
     pub telemetry_path: String,
+    /// The sources' names, in the order of `statuses`: `/readyz` reads them without the
+    /// engine lock.
+    pub source_names: Vec<String>,
     /// Held while rendering `/metrics`, `/api/v1/models` or the page: at the limits
     /// (100 models, 100 classes, every confusion cell seen) one render takes hundreds of
     /// MB for a moment, so concurrent scrapes take turns instead of adding up.
@@ -45,7 +48,14 @@ impl HttpState {
         statuses: Vec<Arc<SourceStatus>>,
         telemetry_path: String,
     ) -> HttpState {
+        let source_names = super::lock_for_reading(&shared)
+            .pipeline
+            .sources
+            .iter()
+            .map(|s| s.name.clone())
+            .collect();
         HttpState {
+            source_names,
             collector: EngineCollector::new(shared.clone(), statuses.clone()),
             shared,
             statuses,
@@ -107,20 +117,12 @@ pub fn route(
         },
         "/healthz" => response(StatusCode::OK, TEXT, "ok\n"),
         "/readyz" => {
-            let down: Vec<String> = state
+            let down: Vec<&str> = state
                 .statuses
                 .iter()
-                .zip(
-                    state
-                        .shared
-                        .lock()
-                        .expect("engine lock")
-                        .pipeline
-                        .sources
-                        .iter(),
-                )
+                .zip(&state.source_names)
                 .filter(|(s, _)| !s.is_up())
-                .map(|(_, c)| c.name.clone())
+                .map(|(_, name)| name.as_str())
                 .collect();
             if down.is_empty() {
                 response(StatusCode::OK, TEXT, "ready\n")
