@@ -18,8 +18,11 @@ use std::time::{Duration, Instant};
 
 use daemon::Daemon;
 
-/// The documented ceiling (docs/RELIABILITY.md) for peak RSS under this flood.
-const CEILING_MB: u64 = 1024;
+/// The documented ceiling (docs/RELIABILITY.md) for peak RSS under this flood: 984 MB
+/// measured (pending halves at their byte bound, the join's table, the engine at full
+/// cardinality and one /metrics render during ingestion), with a quarter's headroom.
+/// It was 1 GiB when the flood measured 884 MB, before the extensions' families.
+const CEILING_MB: u64 = 1280;
 
 const MODELS: usize = 100; // limits.max_models
 const CLASSES: usize = 100; // limits.max_classes
