@@ -186,7 +186,7 @@ fn main() {
             "api_locked",
             Box::new(|| {
                 let t = Instant::now();
-                std::hint::black_box(locked_api_bytes(&shared));
+                std::hint::black_box(predmon::export::api::locked_reference_bytes(&shared));
                 t.elapsed()
             }),
         ),
@@ -204,7 +204,7 @@ fn main() {
             "page_locked",
             Box::new(|| {
                 let t = Instant::now();
-                let doc = locked_api_value(&shared);
+                let doc = predmon::export::api::locked_reference_value(&shared);
                 let held = t.elapsed();
                 std::hint::black_box(page_of(&doc));
                 held
@@ -252,35 +252,4 @@ fn main() {
             quantile(&mut waits, 1.0)
         );
     }
-}
-
-/// `/api/v1/models` as it was computed before 2026-11-28: every scope's report written
-/// with the engine lock held throughout.
-fn locked_api_bytes(shared: &Mutex<Shared>) -> Vec<u8> {
-    let mut guard = predmon::export::lock_for_reading(shared);
-    let pipeline = &mut guard.pipeline;
-    let mut scopes = pipeline.engine.scopes();
-    scopes.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut out = b"{\"windows\":{".to_vec();
-    for (i, (label, scope)) in scopes.into_iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        serde_json::to_writer(&mut out, &label).expect("json");
-        out.push(b':');
-        predmon::report::write_scope_json(pipeline, scope, &mut out);
-    }
-    out.extend_from_slice(b"}}");
-    out
-}
-
-/// The page's document as it was built before 2026-11-28, under the lock throughout.
-fn locked_api_value(shared: &Mutex<Shared>) -> serde_json::Value {
-    let mut guard = predmon::export::lock_for_reading(shared);
-    let pipeline = &mut guard.pipeline;
-    let mut windows = serde_json::Map::new();
-    for (label, scope) in pipeline.engine.scopes() {
-        windows.insert(label, predmon::report::scope_json(pipeline, scope));
-    }
-    serde_json::json!({ "windows": windows })
 }

@@ -26,6 +26,40 @@ pub fn models_json_bytes(shared: &Mutex<Shared>) -> Vec<u8> {
     out
 }
 
+/// The document as it was built before the copy above: every scope's report computed
+/// with the engine lock held throughout. Kept as the reference the copy is tested
+/// against (byte for byte) and the baseline whose lock hold `benches/scrape.rs` measures.
+#[doc(hidden)]
+pub fn locked_reference_bytes(shared: &Mutex<Shared>) -> Vec<u8> {
+    let mut guard = super::lock_for_reading(shared);
+    let pipeline = &mut guard.pipeline;
+    let mut scopes = pipeline.engine.scopes();
+    scopes.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut out = b"{\"windows\":{".to_vec();
+    for (i, (label, scope)) in scopes.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut out, &label).expect("a string serializes");
+        out.push(b':');
+        crate::report::write_scope_json(pipeline, scope, &mut out);
+    }
+    out.extend_from_slice(b"}}");
+    out
+}
+
+/// [`locked_reference_bytes`] as a value, as the page was built from it.
+#[doc(hidden)]
+pub fn locked_reference_value(shared: &Mutex<Shared>) -> Value {
+    let mut guard = super::lock_for_reading(shared);
+    let pipeline = &mut guard.pipeline;
+    let mut windows = serde_json::Map::new();
+    for (label, scope) in pipeline.engine.scopes() {
+        windows.insert(label, crate::report::scope_json(pipeline, scope));
+    }
+    serde_json::json!({ "windows": windows })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -52,37 +86,6 @@ mod tests {
             String::from_utf8(models_json_bytes(&shared)).unwrap(),
             String::from_utf8(value).unwrap()
         );
-    }
-
-    /// What `/api/v1/models` was before it copied under the lock and computed outside:
-    /// every scope's `scope_json`, built with the engine locked.
-    fn locked_value(shared: &Mutex<Shared>) -> Value {
-        let mut guard = shared.lock().unwrap();
-        let pipeline = &mut guard.pipeline;
-        let mut windows = serde_json::Map::new();
-        for (label, scope) in pipeline.engine.scopes() {
-            windows.insert(label, crate::report::scope_json(pipeline, scope));
-        }
-        serde_json::json!({ "windows": windows })
-    }
-
-    /// ... and its text, from `write_scope_json` one scope at a time.
-    fn locked_bytes(shared: &Mutex<Shared>) -> Vec<u8> {
-        let mut guard = shared.lock().unwrap();
-        let pipeline = &mut guard.pipeline;
-        let mut scopes = pipeline.engine.scopes();
-        scopes.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut out = b"{\"windows\":{".to_vec();
-        for (i, (label, scope)) in scopes.into_iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            serde_json::to_writer(&mut out, &label).unwrap();
-            out.push(b':');
-            crate::report::write_scope_json(pipeline, scope, &mut out);
-        }
-        out.extend_from_slice(b"}}");
-        out
     }
 
     /// Copied under the lock and computed outside it, the document is byte for byte
@@ -141,8 +144,8 @@ mod tests {
         p.ingest(0, b"not json", now).unwrap_err();
         p.ingest(1, b"[1]", now).unwrap_err();
         let shared = Mutex::new(Shared::new(p));
-        let before_bytes = String::from_utf8(locked_bytes(&shared)).unwrap();
-        let before_value = serde_json::to_string(&locked_value(&shared)).unwrap();
+        let before_bytes = String::from_utf8(locked_reference_bytes(&shared)).unwrap();
+        let before_value = serde_json::to_string(&locked_reference_value(&shared)).unwrap();
         assert_eq!(before_bytes, before_value);
         let doc: Value = serde_json::from_str(&before_bytes).unwrap();
         let bin = &doc["windows"]["all"]["models"]["bin"];
@@ -162,6 +165,9 @@ mod tests {
         );
         // And the page, which renders from the same document.
         let page = |api: &Value| super::super::page::render_index(api, "v", "5m", "/metrics");
-        assert_eq!(page(&models_json(&shared)), page(&locked_value(&shared)));
+        assert_eq!(
+            page(&models_json(&shared)),
+            page(&locked_reference_value(&shared))
+        );
     }
 }
