@@ -4,7 +4,8 @@
 //! - the daemon's counters equal `predmon report` on the same lines;
 //! - `kill -9` at random points and restarts from the snapshot lose and repeat nothing;
 //! - two instances in one consumer group split the partitions, and the sums of their
-//!   additive counters equal one instance's result.
+//!   additive counters equal one instance's result, also across a member's `kill -9`;
+//! - SIGTERM exits 0 within 5 s.
 //!
 //! Needs `PREDMON_TANSU` (`source scripts/test-env.sh`); without it the tests print a
 //! notice and pass, except under `CI=true` where they fail.
@@ -77,8 +78,27 @@ fn write_config(
     group: &str,
     mode: &str,
 ) -> PathBuf {
+    write_config_with(dir, name, bootstrap, topic, group, mode, "1s", &[])
+}
+
+/// [`write_config`] with a snapshot interval and `[sources.properties]`.
+#[allow(clippy::too_many_arguments)]
+fn write_config_with(
+    dir: &Path,
+    name: &str,
+    bootstrap: &str,
+    topic: &str,
+    group: &str,
+    mode: &str,
+    interval: &str,
+    properties: &[(&str, &str)],
+) -> PathBuf {
     let state = dir.join(format!("{name}.state.json"));
     let path = dir.join(format!("{name}.toml"));
+    let properties: String = properties
+        .iter()
+        .map(|(k, v)| format!("\"{k}\" = \"{v}\"\n"))
+        .collect();
     std::fs::write(
         &path,
         format!(
@@ -88,7 +108,7 @@ windows = ["5m", "all"]
 
 [state]
 path = "{}"
-interval = "1s"
+interval = "{interval}"
 
 [[sources]]
 type = "kafka"
@@ -97,7 +117,9 @@ brokers = "{bootstrap}"
 topics = ["{topic}"]
 group_id = "{group}"
 mode = "{mode}"
-"#,
+
+[sources.properties]
+{properties}"#,
             state.display()
         ),
     )
@@ -132,7 +154,7 @@ fn daemon_counts_equal_report() {
         &kafka::unique("g"),
         "assign",
     );
-    let mut d = spawn(&config);
+    let d = spawn(&config);
     d.wait_for_events(lines.len() as u64, Duration::from_secs(60));
     wait_until(Duration::from_secs(10), "/readyz", || ready(&d));
     std::thread::sleep(Duration::from_secs(1));
@@ -143,7 +165,7 @@ fn daemon_counts_equal_report() {
     assert_eq!(confusion(&m), expected);
     daemon::assert_metrics_match_report(&m, &full_report);
     assert_eq!(m.sum("predmon_source_up", &[("source", "kafka")]), 1.0);
-    d.terminate();
+    sigterm(d);
     eprintln!("daemon = report: {} lines, {:?}", lines.len(), t0.elapsed());
 }
 
@@ -186,6 +208,8 @@ fn kill_9_and_restart_three_times_counts_each_event_once() {
         .subsec_nanos() as u64;
     eprintln!("kill -9 delays from seed {seed}");
     let mut x = seed | 1;
+    // Kills with events still to read: the daemon was ingesting when it died.
+    let mut kills_mid_stream = 0;
     for round in 0..3 {
         let d = spawn(&config);
         let before = events(&d);
@@ -197,11 +221,18 @@ fn kill_9_and_restart_three_times_counts_each_event_once() {
         std::thread::sleep(delay);
         let at = events(&d);
         kill9(d);
+        if at < lines.len() as f64 {
+            kills_mid_stream += 1;
+        }
         eprintln!("round {round}: restored {before} events, killed at about {at} after +{delay:?}");
     }
     producing.join().unwrap();
+    assert!(
+        kills_mid_stream >= 1,
+        "no kill landed mid-stream: the test proved nothing"
+    );
 
-    let mut d = spawn(&config);
+    let d = spawn(&config);
     let restored = events(&d);
     d.wait_for_events(lines.len() as u64, Duration::from_secs(60));
     std::thread::sleep(Duration::from_secs(2));
@@ -213,9 +244,10 @@ fn kill_9_and_restart_three_times_counts_each_event_once() {
     );
     assert_eq!(m.sum("predmon_samples_total", &[]), samples as f64);
     assert_eq!(confusion(&m), expected);
-    d.terminate();
+    sigterm(d);
     eprintln!(
-        "kill -9: final run restored {restored} events; {} lines exact, {:?}",
+        "kill -9: final run restored {restored} events; {kills_mid_stream} of 3 kills mid-stream; \
+         {} lines exact, {:?}",
         lines.len(),
         t0.elapsed()
     );
@@ -248,8 +280,8 @@ fn two_instances_in_a_group_sum_to_one() {
         &group,
         "group",
     );
-    let mut a = spawn(&ca);
-    let mut b = spawn(&cb);
+    let a = spawn(&ca);
+    let b = spawn(&cb);
     // Both hold partitions before anything is produced: a rebalance between a prediction
     // and its label would strand the two halves in different instances.
     wait_until(
@@ -346,7 +378,7 @@ fn two_instances_in_a_group_sum_to_one() {
         &group,
         "group",
     );
-    let mut c = spawn(&cc);
+    let c = spawn(&cc);
     let t_c = Instant::now();
     wait_until(Duration::from_secs(150), "the third instance ready", || {
         ready(&c)
@@ -394,12 +426,200 @@ fn two_instances_in_a_group_sum_to_one() {
         }
     }
     assert_eq!(sum, expected);
-    a.terminate();
-    b.terminate();
-    c.terminate();
+    sigterm(a);
+    sigterm(b);
+    sigterm(c);
     eprintln!(
         "group of three: {} events produced across the rebalance ({rejoined:?}), split {per:?}, {:?} in all",
         more.len(),
+        t0.elapsed()
+    );
+}
+
+/// SIGTERM: the daemon must exit 0 within 5 s (README, "Shutdown").
+fn sigterm(mut d: Daemon) {
+    let t = Instant::now();
+    d.signal("TERM");
+    let code = d.wait_exit(Duration::from_secs(5));
+    assert_eq!(
+        code,
+        Some(Some(0)),
+        "SIGTERM: predmon did not exit 0 within 5 s ({:?}); log:\n{}",
+        t.elapsed(),
+        d.log()
+    );
+}
+
+/// `n` complete events (prediction and label in one line), keyed by id: they count the
+/// same whichever instance reads them, so partitions may move mid-stream.
+fn complete_events(n: usize, prefix: &str) -> Vec<(String, String)> {
+    let classes = ["cat", "dog", "bird"];
+    (0..n)
+        .map(|i| {
+            let id = format!("{prefix}{i}");
+            let line = format!(
+                r#"{{"model":"m-c","id":"{id}","prediction":"{}","label":"{}"}}"#,
+                classes[i % 3],
+                classes[(i / 3 + i / 7) % 3]
+            );
+            (id, line)
+        })
+        .collect()
+}
+
+/// How many partitions the instance holds, from its log's last assignment or revocation.
+fn owned(d: &Daemon) -> usize {
+    let log = d.log();
+    let Some(line) = log.lines().rev().find(|l| {
+        l.contains("kafka partitions assigned") || l.contains("kafka partitions revoked")
+    }) else {
+        return 0;
+    };
+    if line.contains("revoked") {
+        return 0;
+    }
+    line.split("partitions=[")
+        .nth(1)
+        .and_then(|rest| rest.split(']').next())
+        .map_or(0, |list| list.matches('(').count())
+}
+
+fn mtime(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// Two instances with `[state]` in one group; one is `kill -9`ed mid-stream, the other
+/// takes over its partitions at the offsets committed with its last snapshot; the killed
+/// one restarts from that snapshot and gets partitions back at the offsets the other
+/// committed (the larger of those and its snapshot's). Summed, the two count every event
+/// exactly once. The kill lands half a snapshot interval after a snapshot, away from the
+/// instant between a snapshot and its commit (the documented window). ~60-120 s (two
+/// group joins on tansu, plus the dead member's session timeout).
+#[test]
+fn a_group_member_killed_mid_stream_loses_and_repeats_nothing() {
+    let Some(tansu) = kafka::tansu() else { return };
+    let t0 = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&tansu);
+    let topic = kafka::unique("crash");
+    broker.create_topic(&topic, 4);
+    let group = kafka::unique("g");
+    let config = |name: &str| {
+        write_config_with(
+            dir.path(),
+            name,
+            &broker.bootstrap(),
+            &topic,
+            &group,
+            "group",
+            "2s",
+            &[],
+        )
+    };
+    let (ca, cb) = (config("a"), config("b"));
+    let state_a = dir.path().join("a.state.json");
+    let a = spawn(&ca);
+    let b = spawn(&cb);
+    wait_until(
+        Duration::from_secs(150),
+        "both instances ready (tansu's group join)",
+        || ready(&a) && ready(&b) && owned(&a) > 0 && owned(&b) > 0,
+    );
+    let joined = t0.elapsed();
+
+    // Phase 1, ~1,000 events/s for ~8 s; A is killed in the middle of it.
+    let first = complete_events(8_000, "p");
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let producing = {
+        let (bootstrap, topic, first, done) = (
+            broker.bootstrap(),
+            topic.clone(),
+            first.clone(),
+            done.clone(),
+        );
+        std::thread::spawn(move || {
+            let producer = Producer::new(&bootstrap);
+            for (i, (key, line)) in first.iter().enumerate() {
+                producer.send(&topic, key, line.as_bytes());
+                if i % 10 == 9 {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+            producer.flush();
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+        })
+    };
+    wait_until(Duration::from_secs(30), "A applies events", || {
+        events(&a) > 0.0
+    });
+    let seen = mtime(&state_a);
+    wait_until(Duration::from_secs(10), "A's next snapshot", || {
+        mtime(&state_a) != seen
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let at_kill = events(&a);
+    let mid_stream = !done.load(std::sync::atomic::Ordering::SeqCst);
+    let killed = Instant::now();
+    kill9(a);
+    assert!(
+        at_kill > 0.0 && mid_stream,
+        "the kill did not land mid-stream: A had {at_kill} events, production done: {}",
+        !mid_stream
+    );
+
+    // B takes A's partitions over once A's session expires.
+    wait_until(Duration::from_secs(120), "B owns every partition", || {
+        owned(&b) == 4 && ready(&b)
+    });
+    let failover = killed.elapsed();
+    producing.join().unwrap();
+
+    // A comes back from its snapshot; the group rebalances again.
+    let restarted = Instant::now();
+    let a = spawn(&ca);
+    let restored = events(&a);
+    assert!(restored > 0.0, "A restored no snapshot");
+    wait_until(Duration::from_secs(150), "A ready again", || {
+        ready(&a) && owned(&a) > 0 && owned(&b) > 0 && ready(&b)
+    });
+    let rejoin = restarted.elapsed();
+
+    // Phase 2 while both hold partitions.
+    let second = complete_events(2_000, "q");
+    produce_all(&Producer::new(&broker.bootstrap()), &topic, &second);
+    let mut all = first;
+    all.extend(second);
+    let (_, expected, samples) = report(&all, dir.path());
+    wait_until(Duration::from_secs(60), "every event counted", || {
+        events(&a) + events(&b) >= all.len() as f64
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let (ma, mb) = (a.metrics(), b.metrics());
+    let per = [
+        ma.sum("predmon_events_total", &[]),
+        mb.sum("predmon_events_total", &[]),
+    ];
+    assert_eq!(
+        per[0] + per[1],
+        all.len() as f64,
+        "events lost or counted twice: {per:?}"
+    );
+    assert!(per[0] > 0.0 && per[1] > 0.0, "{per:?}");
+    assert_eq!(
+        ma.sum("predmon_samples_total", &[]) + mb.sum("predmon_samples_total", &[]),
+        samples as f64
+    );
+    let mut sum = confusion(&ma);
+    for (k, v) in confusion(&mb) {
+        *sum.entry(k).or_default() += v;
+    }
+    assert_eq!(sum, expected);
+    sigterm(a);
+    sigterm(b);
+    eprintln!(
+        "group crash: joined after {joined:?}; A killed at {at_kill} events; B owned every \
+         partition {failover:?} after the kill; A restored {restored} and was assigned \
+         {rejoin:?} after its restart; split {per:?}; {:?} in all",
         t0.elapsed()
     );
 }

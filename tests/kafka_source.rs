@@ -116,6 +116,7 @@ fn start(rt: &tokio::runtime::Runtime, bootstrap: &str, topic: &str, o: Options)
         restored: o.restored.clone(),
         status: status.clone(),
         shutdown: shutdown.clone(),
+        durable: None,
     };
     let got = Arc::new(Mutex::new(Got::default()));
     let delay_ms = Arc::new(AtomicU64::new(0));

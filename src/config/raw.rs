@@ -156,7 +156,6 @@ pub struct RawDrift {
     pub reference: Option<String>,
 }
 
-
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawModel {
