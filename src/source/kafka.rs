@@ -99,6 +99,13 @@ const DEFAULT_PROPERTIES: &[(&str, &str)] = &[
     // The default backs off up to 10 s between reconnects; 2 s bounds how long a broker
     // that came back stays unused.
     ("reconnect.backoff.max.ms", "2000"),
+    // Group mode: a member that died (kill -9, a lost machine) keeps its partitions, and
+    // nobody reads them, until the coordinator drops it after the session timeout.
+    // With librdkafka's 45 s, an instance restarted right after a kill -9 waited 83 s
+    // for an assignment on tansu, with 10 s 19 s (docs/RELIABILITY.md). Heartbeats every
+    // 3 s (librdkafka's default), a third of the session, as Kafka recommends.
+    ("session.timeout.ms", "10000"),
+    ("heartbeat.interval.ms", "3000"),
 ];
 
 /// How long a batch may wait for more lines before it is sent.
@@ -1425,6 +1432,9 @@ mod tests {
         assert_eq!(with_state.get("enable.auto.commit"), Some("false"));
         assert_eq!(cc.get("enable.auto.offset.store"), Some("false"));
         assert_eq!(cc.get("fetch.wait.max.ms"), Some("7"));
+        // Defaults that `properties` did not override.
+        assert_eq!(cc.get("session.timeout.ms"), Some("10000"));
+        assert_eq!(cc.get("heartbeat.interval.ms"), Some("3000"));
         assert_eq!(cc.get("bootstrap.servers"), Some("b:9092"));
         let text = describe(&cc);
         assert!(!text.contains("hunter2"), "{text}");
