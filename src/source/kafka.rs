@@ -15,7 +15,7 @@
 //!   it owns and where they are ahead of the group's offset. librdkafka's auto-commit is
 //!   off. Hence the group never resumes a partition past what a snapshot counted.
 //! - On a revocation (rebalance), the lines read from the revoked partitions are sent,
-//!   applied (waiting up to [`REVOKE_WAIT`]) and, with `[state]`, written in a snapshot;
+//!   applied (waiting up to `REVOKE_WAIT`, 10 s) and, with `[state]`, written in a snapshot;
 //!   then the applied offsets are committed synchronously before the partitions are
 //!   given up, so the next owner starts exactly where this instance's counts end. Their
 //!   positions then leave this instance's snapshot.
@@ -45,7 +45,7 @@
 //!   may have read past meanwhile (counted twice), else at librdkafka's own fetch.
 //! - a revocation commit that fails (the broker or coordinator unreachable during the
 //!   rebalance), or an engine that does not apply the revoked partitions' lines within
-//!   [`REVOKE_WAIT`], leaves the group's offset behind what this instance counted: the
+//!   `REVOKE_WAIT`, leaves the group's offset behind what this instance counted: the
 //!   next owner counts the difference again (logged as a warning).
 //! - a split sample whose prediction and label are read by different instances (its
 //!   partition moved between the two halves) stays unjoined in both and expires: the
