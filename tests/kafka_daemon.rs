@@ -426,9 +426,7 @@ fn two_instances_in_a_group_sum_to_one() {
         }
     }
     assert_eq!(sum, expected);
-    sigterm(a);
-    sigterm(b);
-    sigterm(c);
+    sigterm_all(vec![a, b, c]);
     eprintln!(
         "group of three: {} events produced across the rebalance ({rejoined:?}), split {per:?}, {:?} in all",
         more.len(),
@@ -437,17 +435,27 @@ fn two_instances_in_a_group_sum_to_one() {
 }
 
 /// SIGTERM: the daemon must exit 0 within 5 s (README, "Shutdown").
-fn sigterm(mut d: Daemon) {
+fn sigterm(d: Daemon) {
+    sigterm_all(vec![d]);
+}
+
+/// SIGTERM to every daemon at once; each must exit 0 within 5 s of it.
+fn sigterm_all(mut ds: Vec<Daemon>) {
     let t = Instant::now();
-    d.signal("TERM");
-    let code = d.wait_exit(Duration::from_secs(5));
-    assert_eq!(
-        code,
-        Some(Some(0)),
-        "SIGTERM: predmon did not exit 0 within 5 s ({:?}); log:\n{}",
-        t.elapsed(),
-        d.log()
-    );
+    for d in &ds {
+        d.signal("TERM");
+    }
+    for d in &mut ds {
+        let left = Duration::from_secs(5).saturating_sub(t.elapsed());
+        let code = d.wait_exit(left);
+        assert_eq!(
+            code,
+            Some(Some(0)),
+            "SIGTERM: predmon did not exit 0 within 5 s ({:?}); log:\n{}",
+            t.elapsed(),
+            d.log()
+        );
+    }
 }
 
 /// `n` complete events (prediction and label in one line), keyed by id: they count the
@@ -623,14 +631,64 @@ fn a_group_member_killed_mid_stream_loses_and_repeats_nothing() {
             .join("\n")
     };
     eprintln!("A's assignments after its restart:\n{}", assigned(&a));
-    sigterm(a);
-    sigterm(b);
+    // Both at once: one leaving first would start a rebalance in the other.
+    sigterm_all(vec![a, b]);
+
+    // After SIGTERM, the group's offsets are the ends of the partitions (everything was
+    // counted), committed with auto-commit off: from the snapshots (periodic, on the
+    // rebalance, final), which hold the same ends.
+    let mut ends = BTreeMap::<i32, i64>::new();
+    for r in kafka::read_topic(&broker.bootstrap(), &topic) {
+        let e = ends.entry(r.partition).or_default();
+        *e = (*e).max(r.offset + 1);
+    }
+    assert_eq!(ends.len(), 4, "{ends:?}");
+    assert_eq!(committed(&broker, &group, &topic), ends);
+    let mut in_snapshots = BTreeMap::<i32, i64>::new();
+    for name in ["a", "b"] {
+        let path = dir.path().join(format!("{name}.state.json"));
+        let snapshot: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let positions = snapshot["positions"]["kafka"][&topic]
+            .as_object()
+            .unwrap_or_else(|| panic!("no position for {topic} in {}", path.display()));
+        for (p, o) in positions {
+            let e = in_snapshots.entry(p.parse().unwrap()).or_default();
+            *e = (*e).max(o.as_i64().unwrap());
+        }
+    }
+    assert_eq!(in_snapshots, ends, "the snapshots' positions");
     eprintln!(
         "group crash: joined after {joined:?}; A killed at {at_kill} events; B owned every \
          partition {failover:?} after the kill; A restored {restored} and was assigned \
          {rejoin:?} after its restart; split {per:?}; {:?} in all",
         t0.elapsed()
     );
+}
+
+/// The group's committed offset per partition of `topic` (partitions without one left out).
+fn committed(broker: &Broker, group: &str, topic: &str) -> BTreeMap<i32, i64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+    let consumer: BaseConsumer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..4 {
+        tpl.add_partition(topic, p);
+    }
+    consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("committed offsets")
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) => Some((e.partition(), o)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Every message the topic holds, as (key, line) for [`report`].
