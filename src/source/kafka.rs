@@ -13,12 +13,19 @@
 //!   once a snapshot file is fsynced and renamed, the engine publishes the positions it
 //!   holds ([`Durable`]) and the polling thread commits exactly those, for the partitions
 //!   it owns and where they are ahead of the group's offset. librdkafka's auto-commit is
-//!   off. Hence the group never resumes a partition past what a snapshot counted.
+//!   off. Hence the group never resumes a partition past what a snapshot counted. These
+//!   commits are asynchronous (librdkafka sends commits in order; a synchronous one
+//!   would stall polling, and the statistics behind `predmon_source_up`, for as long as
+//!   a hung broker leaves it unanswered); the ones on revocation and at shutdown are
+//!   synchronous.
 //! - On a revocation (rebalance), the lines read from the revoked partitions are sent,
-//!   applied (waiting up to `REVOKE_WAIT`, 10 s) and, with `[state]`, written in a snapshot;
-//!   then the applied offsets are committed synchronously before the partitions are
-//!   given up, so the next owner starts exactly where this instance's counts end. Their
-//!   positions then leave this instance's snapshot.
+//!   applied (waiting up to `REVOKE_WAIT`, 10 s) and, with `[state]`, written in a
+//!   snapshot; then the applied offsets are committed synchronously before the
+//!   partitions are given up, so the next owner starts exactly where this instance's
+//!   counts end. Their positions then leave this instance's snapshot.
+//! - At shutdown (SIGTERM), the last lines are applied and snapshotted and, with
+//!   `[state]`, that snapshot's positions committed synchronously before the consumer
+//!   leaves the group.
 //! - On an assignment, a partition starts at the larger of the group's committed offset
 //!   and this instance's restored position for it: the commit is ahead when another
 //!   member read on after this instance's snapshot, the snapshot is ahead when this
@@ -39,7 +46,8 @@
 //!   (at most one snapshot interval of that partition's lines), while the dead
 //!   instance's snapshot, restored later, counted them too: the sum counts them twice.
 //!   Restarted before anyone else reads the partition, the instance itself resumes at
-//!   its snapshot and nothing is repeated.
+//!   its snapshot and nothing is repeated. While commits fail (the broker unreachable),
+//!   the same holds for as long as they fail.
 //! - the group's committed offset could not be fetched at an assignment (logged): the
 //!   partition starts at this instance's snapshot if it has one, which another member
 //!   may have read past meanwhile (counted twice), else at librdkafka's own fetch.
