@@ -124,7 +124,8 @@ const IDLE_POLL: Duration = Duration::from_millis(100);
 /// flight, so that their offsets are committed before another instance takes over.
 const REVOKE_WAIT: Duration = Duration::from_secs(10);
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(2);
-/// librdkafka's close leaves the group and commits; it can hang on a dead broker.
+/// librdkafka's close leaves the group (and, without `[state]`, commits the stored
+/// offsets); it can hang on a dead broker.
 const CLOSE_WAIT: Duration = Duration::from_secs(10);
 const LAG_INTERVAL: Duration = Duration::from_secs(5);
 /// How long an assignment waits for the group's committed offsets.
