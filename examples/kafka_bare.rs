@@ -169,6 +169,7 @@ fn predmon(brokers: &str, topic: &str, count: u64) -> f64 {
         restored: None,
         status: Arc::new(SourceStatus::default()),
         shutdown: shutdown.clone(),
+        durable: None,
     };
     let task = rt.spawn(predmon::source::kafka::run(config, ctx));
     let (mut n, mut bad) = (0u64, 0u64);

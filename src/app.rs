@@ -180,6 +180,16 @@ pub async fn start_with_web(
     ));
 
     let (tx, rx) = mpsc::channel::<Batch>(CHANNEL_BATCHES);
+    // With `[state]`, each source learns which of its positions reached the disk.
+    let durables: Vec<(String, Arc<source::Durable>)> = if settings.state.is_some() {
+        settings
+            .sources
+            .iter()
+            .map(|c| (c.name().to_string(), Arc::default()))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let mut source_tasks = Vec::new();
     for (index, config) in settings.sources.iter().enumerate() {
         let ctx = SourceContext {
@@ -190,6 +200,7 @@ pub async fn start_with_web(
             restored: positions.get(config.name()).cloned(),
             status: statuses[index].clone(),
             shutdown: shutdown.clone(),
+            durable: durables.get(index).map(|(_, d)| d.clone()),
         };
         let name = config.name().to_string();
         let status = statuses[index].clone();
@@ -230,6 +241,7 @@ pub async fn start_with_web(
                     rx,
                     engine_shutdown,
                     state_settings,
+                    durables,
                 )),
                 Err(e) => Err(anyhow::anyhow!("cannot start the engine runtime: {e}")),
             };
@@ -290,6 +302,7 @@ async fn engine_loop(
     mut rx: mpsc::Receiver<Batch>,
     shutdown: CancellationToken,
     state_settings: Option<crate::config::StateSettings>,
+    durables: Vec<(String, Arc<source::Durable>)>,
 ) -> anyhow::Result<()> {
     let mut tick = tokio::time::interval(TICK);
     let snapshot_every = state_settings
@@ -303,6 +316,16 @@ async fn engine_loop(
         tokio::select! {
             biased;
             batch = rx.recv() => match batch {
+                Some(mut batch) if batch.snapshot && state_settings.is_some() => {
+                    // Applied, snapshotted, then acknowledged: a Kafka source commits
+                    // its offsets only once they are on disk.
+                    let ack = batch.on_applied.take();
+                    apply_batch(&shared, batch);
+                    snapshot(&shared, state_settings.as_ref().expect("checked"), &mut failures, &durables);
+                    if let Some(ack) = ack {
+                        ack();
+                    }
+                }
                 Some(batch) => apply_batch(&shared, batch),
                 None => break, // every source has stopped
             },
@@ -320,12 +343,12 @@ async fn engine_loop(
                 shared.lock().expect("engine lock poisoned").pipeline.tick(crate::now_ns());
             }
             _ = snapshot_timer.tick(), if state_settings.is_some() => {
-                snapshot(&shared, state_settings.as_ref().expect("checked"), &mut failures);
+                snapshot(&shared, state_settings.as_ref().expect("checked"), &mut failures, &durables);
             }
         }
     }
     if let Some(st) = &state_settings {
-        snapshot(&shared, st, &mut failures);
+        snapshot(&shared, st, &mut failures, &durables);
     }
     Ok(())
 }
@@ -343,9 +366,22 @@ struct FailureLog {
 }
 
 /// Streams a snapshot to its file (see [`state::write_snapshot`] for how it holds the
-/// engine lock). A failed write is counted and logged; ingestion goes on and the
+/// engine lock); once the file is durable, tells each source the position it holds
+/// (`durables`). A failed write is counted and logged; ingestion goes on and the
 /// previous snapshot stays valid.
-fn snapshot(shared: &Mutex<Shared>, st: &crate::config::StateSettings, log: &mut FailureLog) {
+fn snapshot(
+    shared: &Mutex<Shared>,
+    st: &crate::config::StateSettings,
+    log: &mut FailureLog,
+    durables: &[(String, Arc<source::Durable>)],
+) {
+    // The positions the snapshot will hold: this runs on the engine thread, the only
+    // one that applies batches, so they cannot move until the snapshot is written.
+    let positions = shared
+        .lock()
+        .expect("engine lock poisoned")
+        .positions
+        .clone();
     let result = state::write_snapshot(&st.path, shared);
     if let Ok(stats) = &result {
         tracing::debug!(
@@ -357,6 +393,11 @@ fn snapshot(shared: &Mutex<Shared>, st: &crate::config::StateSettings, log: &mut
             rewritten = stats.rewritten,
             "state snapshot written"
         );
+        for (name, durable) in durables {
+            if let Some(position) = positions.get(name) {
+                durable.publish(position.clone());
+            }
+        }
     }
     let mut s = shared.lock().expect("engine lock poisoned");
     match result {

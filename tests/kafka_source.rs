@@ -116,6 +116,7 @@ fn start(rt: &tokio::runtime::Runtime, bootstrap: &str, topic: &str, o: Options)
         restored: o.restored.clone(),
         status: status.clone(),
         shutdown: shutdown.clone(),
+        durable: None,
     };
     let got = Arc::new(Mutex::new(Got::default()));
     let delay_ms = Arc::new(AtomicU64::new(0));
@@ -715,4 +716,66 @@ fn consumer_lag_is_reported_and_drains_to_zero() {
     );
     run.stop(&rt);
     eprintln!("lag: {:?} in all", t0.elapsed());
+}
+
+/// Group mode: an assigned partition starts at the larger of the group's committed
+/// offset and the restored (snapshot) position. Partition 0: committed 10, snapshot 30
+/// (the instance died between its snapshot and its commit): starts at 30. Partition 1:
+/// committed 60, snapshot 30 (another member read on after the snapshot): starts at 60.
+/// ~10-30 s (a group join on tansu).
+#[test]
+fn group_mode_starts_at_the_larger_of_commit_and_snapshot() {
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+    let Some(tansu) = kafka::tansu() else { return };
+    let t0 = Instant::now();
+    let broker = Broker::start(&tansu);
+    let topic = kafka::unique("start");
+    broker.create_topic(&topic, 2);
+    let producer = Producer::new(&broker.bootstrap());
+    produce(&producer, &topic, 0..600);
+    let ends = producer.ends();
+    assert!(
+        ends.len() == 2 && ends.values().all(|e| *e > 60),
+        "{ends:?}"
+    );
+
+    let group = kafka::unique("group");
+    let committer: BaseConsumer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("group.id", &group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(&topic, 0, Offset::Offset(10))
+        .unwrap();
+    tpl.add_partition_offset(&topic, 1, Offset::Offset(60))
+        .unwrap();
+    committer.commit(&tpl, CommitMode::Sync).unwrap();
+    drop(committer);
+
+    let log = kafka::read_topic(&broker.bootstrap(), &topic);
+    let expected: Vec<String> = log
+        .iter()
+        .filter(|r| r.offset >= if r.partition == 0 { 30 } else { 60 })
+        .map(|r| String::from_utf8(r.payload.clone().unwrap()).unwrap())
+        .collect();
+    let rt = runtime();
+    let mut o = Options::new("group");
+    o.group = group;
+    o.restored = Some(json!({ topic.clone(): {"0": 30, "1": 30} }));
+    let run = start(&rt, &broker.bootstrap(), &topic, o);
+    wait_until(Duration::from_secs(120), "the group's assignment", || {
+        run.events() >= expected.len()
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let got = run.stop(&rt);
+    assert_exactly_once(&got.lines, &expected);
+    eprintln!(
+        "group start: {} of {} messages, from 30 and 60; {:?}",
+        got.lines.len(),
+        log.len(),
+        t0.elapsed()
+    );
 }

@@ -633,6 +633,7 @@ mod tests {
                 restored,
                 status: status.clone(),
                 shutdown: shutdown.clone(),
+                durable: None,
             };
             Tail {
                 rx,

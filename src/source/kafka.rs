@@ -2,22 +2,62 @@
 //! consumer group (`mode = "group"`: partitions balanced across instances) or on every
 //! partition of the topics directly (`mode = "assign"`: no group join, starts at once).
 //!
-//! Exactly-once counting rests on two positions:
-//! - every [`Batch`] carries `{"topic": {"partition": next_offset}}` for every partition
+//! Exactly-once counting rests on two positions per partition: this instance's, stored
+//! in its snapshot beside the counts, and the consumer group's committed offset, where
+//! another member takes a partition over.
+//! - Every [`Batch`] carries `{"topic": {"partition": next_offset}}` for every partition
 //!   this instance reads, and the daemon stores it in the snapshot beside the counts
-//!   those lines produced; a restart seeks there (assign mode: in the assignment; group
-//!   mode: in the first assignment after start), so nothing is lost or counted twice;
-//! - offsets are stored for librdkafka's auto-commit only from [`Batch::on_applied`],
-//!   i.e. once the engine counted the lines, so the group's committed offsets (where a
-//!   partition without a snapshot position starts, and where the next owner of a
-//!   partition resumes) never run ahead of what was counted.
+//!   those lines produced. A restart seeks there (assign mode: in the assignment; group
+//!   mode: see the next points), so nothing is lost or counted twice by one instance.
+//! - With `[state]`, the group's offsets are committed only as of a durable snapshot:
+//!   once a snapshot file is fsynced and renamed, the engine publishes the positions it
+//!   holds ([`Durable`]) and the polling thread commits exactly those, for the partitions
+//!   it owns and where they are ahead of the group's offset. librdkafka's auto-commit is
+//!   off. Hence the group never resumes a partition past what a snapshot counted. These
+//!   commits are asynchronous (librdkafka sends commits in order; a synchronous one
+//!   would stall polling, and the statistics behind `predmon_source_up`, for as long as
+//!   a hung broker leaves it unanswered); the ones on revocation and at shutdown are
+//!   synchronous.
+//! - On a revocation (rebalance), the lines read from the revoked partitions are sent,
+//!   applied (waiting up to `REVOKE_WAIT`, 10 s) and, with `[state]`, written in a
+//!   snapshot; then the applied offsets are committed synchronously before the
+//!   partitions are given up, so the next owner starts exactly where this instance's
+//!   counts end. Their positions then leave this instance's snapshot.
+//! - At shutdown (SIGTERM), the last lines are applied and snapshotted and, with
+//!   `[state]`, that snapshot's positions committed synchronously before the consumer
+//!   leaves the group.
+//! - On an assignment, a partition starts at the larger of the group's committed offset
+//!   and this instance's restored position for it: the commit is ahead when another
+//!   member read on after this instance's snapshot, the snapshot is ahead when this
+//!   instance crashed between writing a snapshot and committing it.
+//! - Without `[state]`, offsets are stored for librdkafka's auto-commit (every 5 s) once
+//!   the engine applied their lines ([`Batch::on_applied`]), and committed synchronously
+//!   on revocation. A restart without state starts from zero counts anyway; the commits
+//!   only tell where its reading resumes.
 //!
-//! On a rebalance the revoked partitions' last lines are sent and, as far as the engine
-//! keeps up, applied and committed before librdkafka hands them over; their positions
-//! then leave this instance's snapshot. Known gap (group mode, several instances): an
-//! instance that was down while another read its partitions, and gets one of them back
-//! in its first assignment, resumes it at its own snapshot; for that span the sum over
-//! the instances counts twice.
+//! So when a member dies (SIGKILL, a lost machine), what it applied after its last
+//! snapshot dies with it, and the next owner reads those lines again from the offset
+//! committed with that snapshot: counted once, by the next owner. What remains (group
+//! mode with `[state]`):
+//! - between a snapshot reaching the disk and its commit reaching the broker (the next
+//!   poll, then one round trip: milliseconds), the group's offset trails the snapshot.
+//!   If the instance dies in that instant and another member takes the partition over,
+//!   the new owner counts the lines between the previous commit and the snapshot again
+//!   (at most one snapshot interval of that partition's lines), while the dead
+//!   instance's snapshot, restored later, counted them too: the sum counts them twice.
+//!   Restarted before anyone else reads the partition, the instance itself resumes at
+//!   its snapshot and nothing is repeated. While commits fail (the broker unreachable),
+//!   the same holds for as long as they fail.
+//! - the group's committed offset could not be fetched at an assignment (logged): the
+//!   partition starts at this instance's snapshot if it has one, which another member
+//!   may have read past meanwhile (counted twice), else at librdkafka's own fetch.
+//! - a revocation commit that fails (the broker or coordinator unreachable during the
+//!   rebalance), or an engine that does not apply the revoked partitions' lines within
+//!   `REVOKE_WAIT`, leaves the group's offset behind what this instance counted: the
+//!   next owner counts the difference again (logged as a warning).
+//! - a split sample whose prediction and label are read by different instances (its
+//!   partition moved between the two halves) stays unjoined in both and expires: the
+//!   events are counted once each, the sample in neither.
 //!
 //! Besides the polling thread, a second thread works out consumer lag every few
 //! seconds (so it keeps growing even when a slow engine stalls the poller), and the
@@ -33,7 +73,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
@@ -45,7 +85,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::raw::{is_secret_property, KafkaSource};
 use crate::source::lines::Line;
-use crate::source::{Batch, SourceContext, SourceStatus};
+use crate::source::{Batch, Durable, SourceContext, SourceStatus};
 
 /// librdkafka settings predmon picks unless `properties` sets them.
 const DEFAULT_PROPERTIES: &[(&str, &str)] = &[
@@ -67,6 +107,13 @@ const DEFAULT_PROPERTIES: &[(&str, &str)] = &[
     // The default backs off up to 10 s between reconnects; 2 s bounds how long a broker
     // that came back stays unused.
     ("reconnect.backoff.max.ms", "2000"),
+    // Group mode: a member that died (kill -9, a lost machine) keeps its partitions, and
+    // nobody reads them, until the coordinator drops it after the session timeout.
+    // With librdkafka's 45 s, an instance restarted right after a kill -9 waited 83 s
+    // for an assignment on tansu, with 10 s 19 s (docs/RELIABILITY.md). Heartbeats every
+    // 3 s (librdkafka's default), a third of the session, as Kafka recommends.
+    ("session.timeout.ms", "10000"),
+    ("heartbeat.interval.ms", "3000"),
 ];
 
 /// How long a batch may wait for more lines before it is sent.
@@ -77,9 +124,12 @@ const IDLE_POLL: Duration = Duration::from_millis(100);
 /// flight, so that their offsets are committed before another instance takes over.
 const REVOKE_WAIT: Duration = Duration::from_secs(10);
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(2);
-/// librdkafka's close leaves the group and commits; it can hang on a dead broker.
+/// librdkafka's close leaves the group (and, without `[state]`, commits the stored
+/// offsets); it can hang on a dead broker.
 const CLOSE_WAIT: Duration = Duration::from_secs(10);
 const LAG_INTERVAL: Duration = Duration::from_secs(5);
+/// How long an assignment waits for the group's committed offsets.
+const COMMITTED_TIMEOUT: Duration = Duration::from_secs(10);
 const METADATA_TIMEOUT: Duration = Duration::from_secs(2);
 /// Assign mode looks for new partitions this often (sooner while a topic is missing).
 const DISCOVERY_INTERVAL: Duration = Duration::from_secs(30);
@@ -115,7 +165,7 @@ pub async fn run(config: KafkaSource, ctx: SourceContext) -> anyhow::Result<()> 
             config.name
         )
     })?;
-    let client_config = client_config(&config);
+    let client_config = client_config(&config, ctx.durable.is_some());
     info!(
         source = %config.name,
         mode = %config.mode,
@@ -143,7 +193,9 @@ pub async fn run(config: KafkaSource, ctx: SourceContext) -> anyhow::Result<()> 
     }
 }
 
-fn client_config(config: &KafkaSource) -> ClientConfig {
+/// `with_state`: `[state]` is configured, so offsets are committed by the source from
+/// durable snapshots only, never by librdkafka's auto-commit.
+fn client_config(config: &KafkaSource, with_state: bool) -> ClientConfig {
     let mut cc = ClientConfig::new();
     for (k, v) in DEFAULT_PROPERTIES {
         cc.set(*k, *v);
@@ -153,7 +205,7 @@ fn client_config(config: &KafkaSource) -> ClientConfig {
         cc.set(k, v);
     }
     // Set last: these are what the source's own keys and its commit discipline mean.
-    let forced = [
+    let mut forced = vec![
         (
             "bootstrap.servers",
             config.brokers.as_str(),
@@ -170,6 +222,13 @@ fn client_config(config: &KafkaSource) -> ClientConfig {
             "offsets are stored only after the engine counted their events",
         ),
     ];
+    if with_state {
+        forced.push((
+            "enable.auto.commit",
+            "false",
+            "with [state], offsets are committed only as of a snapshot on disk",
+        ));
+    }
     for (key, value, why) in forced {
         if let Some(user) = config.properties.get(key) {
             if user != value {
@@ -266,8 +325,9 @@ struct State {
     last: usize,
     /// The current assignment.
     assigned: Vec<(Arc<str>, i32)>,
-    /// Restored offsets not yet used. Group mode uses them on the first assignment
-    /// only: a partition that moves here later was counted elsewhere meanwhile.
+    /// Restored offsets not yet used (each is used once, by the first assignment of its
+    /// partition). Group mode starts a partition at the larger of this and the group's
+    /// committed offset.
     restored: Option<Offsets>,
     /// Batches sent so far.
     sent: u64,
@@ -328,8 +388,10 @@ impl State {
     }
 }
 
-/// Offsets the engine has applied, waiting to be stored by the polling thread (which
-/// owns the consumer; the engine calls `on_applied` from its own thread).
+/// Offsets the engine has applied, per partition this instance owns (the engine calls
+/// `on_applied` from its own thread). Without `[state]` the polling thread stores them
+/// for librdkafka's auto-commit; in any mode a revocation commits the revoked
+/// partitions' entries before they go.
 #[derive(Default)]
 struct Applied {
     inner: Mutex<AppliedInner>,
@@ -343,6 +405,7 @@ struct AppliedInner {
     /// Bumped on every revocation: a batch read before it must not store offsets for a
     /// partition that may since have been counted by another instance.
     generation: u64,
+    /// The highest offset applied per partition, until the partition is revoked.
     offsets: HashMap<(Arc<str>, i32), i64>,
 }
 
@@ -406,6 +469,13 @@ struct KafkaContext {
     /// Per partition, the end of the log as the last fetch response told it.
     ends: Mutex<HashMap<(Arc<str>, i32), i64>>,
     limit: RateLimit,
+    /// With `[state]`: the positions of the snapshots on disk, the only offsets committed.
+    durable: Option<Arc<Durable>>,
+    /// With `[state]`, per assigned partition: the group's committed offset as far as
+    /// this instance knows it (found at assignment, or committed since). Commits at or
+    /// below it are skipped, so that a snapshot taken before a rebalance never moves the
+    /// group's offset back.
+    marks: Mutex<Offsets>,
 }
 
 type Kafka = BaseConsumer<KafkaContext>;
@@ -442,12 +512,13 @@ impl KafkaContext {
     /// Sends the open batch, if any. Blocks while the engine's channel is full: that is
     /// the backpressure that keeps librdkafka's queue, not ours, holding the backlog.
     fn flush(&self) {
-        self.send_batch(false)
+        self.send_batch(false, false)
     }
 
     /// Sends the open batch; with `position_only`, even when it holds no lines, so that
-    /// the snapshot learns a changed position.
-    fn send_batch(&self, position_only: bool) {
+    /// the snapshot learns a changed position; with `snapshot` (and `[state]`), asks the
+    /// engine to write a snapshot after applying it, before it counts as applied.
+    fn send_batch(&self, position_only: bool, snapshot: bool) {
         let batch = {
             let mut st = self.state();
             let touched: Vec<(Arc<str>, i32, i64)> = st
@@ -459,7 +530,7 @@ impl KafkaContext {
                     (p.topic.clone(), p.partition, p.next)
                 })
                 .collect();
-            if touched.is_empty() && st.batch.is_empty() && !position_only {
+            if touched.is_empty() && st.batch.is_empty() && !position_only && !snapshot {
                 return;
             }
             let mut batch = std::mem::replace(&mut st.batch, Batch::new(self.index));
@@ -467,6 +538,7 @@ impl KafkaContext {
             let generation = lock(&self.applied.inner).generation;
             let applied = self.applied.clone();
             batch.on_applied = Some(Box::new(move || applied.record(generation, touched)));
+            batch.snapshot = snapshot && self.durable.is_some();
             st.open = false;
             st.sent += 1;
             batch
@@ -491,8 +563,17 @@ impl KafkaContext {
         }
     }
 
-    /// Hands the applied offsets to librdkafka, which commits them with the next
-    /// auto-commit (or when the partitions are revoked or the consumer closes).
+    /// Once per poll. Without `[state]`: hands the applied offsets to librdkafka, which
+    /// commits them with the next auto-commit (or when the consumer closes). With
+    /// `[state]`: commits the positions of a snapshot that reached the disk since.
+    fn after_poll(&self, consumer: &Kafka) {
+        if self.durable.is_some() {
+            self.commit_durable(consumer, false);
+        } else {
+            self.store_applied(consumer);
+        }
+    }
+
     fn store_applied(&self, consumer: &Kafka) {
         // A plain load first: this runs once per poll, and the engine's thread writes it.
         if !self.applied.dirty.load(Ordering::Acquire)
@@ -500,7 +581,7 @@ impl KafkaContext {
         {
             return;
         }
-        let offsets = std::mem::take(&mut lock(&self.applied.inner).offsets);
+        let offsets = lock(&self.applied.inner).offsets.clone();
         let mut tpl = TopicPartitionList::with_capacity(offsets.len());
         for ((topic, partition), next) in &offsets {
             if let Err(e) = tpl.add_partition_offset(topic, *partition, Offset::Offset(*next)) {
@@ -513,22 +594,181 @@ impl KafkaContext {
         }
     }
 
-    /// Group mode, partitions assigned: start them at the restored offsets.
-    fn on_assign(&self, tpl: &mut TopicPartitionList) {
-        let mut st = self.state();
-        let restored = st.restored.take().unwrap_or_default();
+    /// With `[state]`: commits the positions of the last snapshot on disk, for the
+    /// partitions assigned now and only where they are ahead of the group's offset.
+    /// `at_close`: the last one, synchronous, whether or not it was committed before;
+    /// otherwise only a fresh one, asynchronously (a synchronous commit would hold up
+    /// polling, and the statistics that tell whether the broker is up, for as long as a
+    /// hung broker leaves it unanswered; librdkafka sends commits in order).
+    fn commit_durable(&self, consumer: &Kafka, at_close: bool) {
+        let Some(durable) = &self.durable else {
+            return;
+        };
+        let position = if at_close {
+            durable.latest()
+        } else {
+            durable.take_fresh()
+        };
+        let Some(position) = position else {
+            return;
+        };
+        let offsets = match parse_position(Some(&position)) {
+            Ok(o) => o,
+            Err(e) => {
+                error!(source = %self.name, "kafka source `{}`: the snapshot's position {e}", self.name);
+                return;
+            }
+        };
+        let tpl = {
+            let st = self.state();
+            let marks = lock(&self.marks);
+            let mut tpl = TopicPartitionList::new();
+            for ((topic, partition), next) in &offsets {
+                let assigned = st
+                    .assigned
+                    .iter()
+                    .any(|(t, p)| p == partition && &**t == topic);
+                let ahead = marks
+                    .get(&(topic.clone(), *partition))
+                    .is_none_or(|m| next > m);
+                if assigned && ahead {
+                    let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*next));
+                }
+            }
+            tpl
+        };
+        if tpl.count() == 0 {
+            return;
+        }
+        let mode = if at_close {
+            CommitMode::Sync
+        } else {
+            CommitMode::Async
+        };
+        match consumer.commit(&tpl, mode) {
+            Ok(()) if at_close => self.committed(&tpl),
+            Ok(()) => {} // `commit_callback` records it
+            Err(e) => self.commit_failed(&e),
+        }
+    }
+
+    /// Records offsets the group now holds.
+    fn committed(&self, tpl: &TopicPartitionList) {
+        let mut marks = lock(&self.marks);
+        for e in tpl.elements() {
+            if let Offset::Offset(o) = e.offset() {
+                let m = marks
+                    .entry((e.topic().to_string(), e.partition()))
+                    .or_insert(o);
+                *m = (*m).max(o);
+            }
+        }
+    }
+
+    fn commit_failed(&self, e: &KafkaError) {
+        // Nothing new to commit is reported as an error too.
+        if e.rdkafka_error_code() == Some(RDKafkaErrorCode::NoOffset) {
+            return;
+        }
+        if let Some(held) = self.limit.allow("commit") {
+            warn!(
+                source = %self.name, held,
+                "kafka source `{}`: committing offsets failed: {e}; retried with the next commit",
+                self.name
+            );
+        }
+    }
+
+    /// Commits synchronously what the engine applied from `revoked`, before another
+    /// instance takes them over (or, without `[state]`, before the consumer closes).
+    fn commit_applied(&self, consumer: &Kafka, revoked: &HashSet<(String, i32)>) {
+        let tpl = {
+            let inner = lock(&self.applied.inner);
+            let mut tpl = TopicPartitionList::new();
+            for ((topic, partition), next) in &inner.offsets {
+                if revoked.contains(&(topic.to_string(), *partition)) {
+                    let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*next));
+                }
+            }
+            tpl
+        };
+        if tpl.count() == 0 {
+            return;
+        }
+        match consumer.commit(&tpl, CommitMode::Sync) {
+            Ok(()) => self.committed(&tpl),
+            Err(e) => self.commit_failed(&e),
+        }
+    }
+
+    /// Group mode, partitions assigned: each starts at the larger of the group's
+    /// committed offset and this instance's restored position. The commit is ahead when
+    /// another member read the partition after this instance's snapshot; the snapshot is
+    /// ahead when this instance stopped (crashed) between writing it and committing it.
+    fn on_assign(&self, consumer: &Kafka, tpl: &mut TopicPartitionList) {
         let got: Vec<(String, i32)> = tpl
             .elements()
             .iter()
             .map(|e| (e.topic().to_string(), e.partition()))
             .collect();
+        let committed: Option<Offsets> = if got.is_empty() {
+            Some(Offsets::new())
+        } else {
+            let mut ask = TopicPartitionList::with_capacity(got.len());
+            for (topic, partition) in &got {
+                ask.add_partition(topic, *partition);
+            }
+            match consumer.committed_offsets(ask, COMMITTED_TIMEOUT) {
+                Ok(tpl) => Some(
+                    tpl.elements()
+                        .iter()
+                        .filter_map(|e| match e.offset() {
+                            Offset::Offset(o) if o >= 0 => {
+                                Some(((e.topic().to_string(), e.partition()), o))
+                            }
+                            _ => None,
+                        })
+                        .collect(),
+                ),
+                Err(e) => {
+                    warn!(
+                        source = %self.name,
+                        "kafka source `{}`: cannot fetch the group's committed offsets: {e};                          partitions with a snapshot position start there, the others at                          librdkafka's own fetch of them",
+                        self.name
+                    );
+                    None
+                }
+            }
+        };
+        let mut st = self.state();
+        let mut marks = lock(&self.marks);
+        let (mut from_snapshot, mut from_group) = (Vec::new(), Vec::new());
         for (topic, partition) in &got {
-            if let Some(&next) = restored.get(&(topic.clone(), *partition)) {
+            let key = (topic.clone(), *partition);
+            let restored = st.restored.as_mut().and_then(|r| r.remove(&key));
+            let group = committed.as_ref().and_then(|c| c.get(&key).copied());
+            let start = match (restored, group) {
+                (Some(r), Some(c)) if r > c => {
+                    from_snapshot.push((key.clone(), c, r));
+                    Some(r)
+                }
+                (Some(r), Some(c)) => {
+                    from_group.push((key.clone(), c, r));
+                    Some(c)
+                }
+                (Some(r), None) => Some(r),
+                (None, c) => c,
+            };
+            match group {
+                Some(c) => marks.insert(key.clone(), c),
+                None => marks.remove(&key),
+            };
+            if let Some(next) = start {
                 if let Err(e) = tpl.set_partition_offset(topic, *partition, Offset::Offset(next)) {
                     warn!(source = %self.name, "cannot start {topic}/{partition} at {next}: {e}");
-                    continue;
+                } else {
+                    st.seed(topic, *partition, next);
                 }
-                st.seed(topic, *partition, next);
             }
             if !st
                 .assigned
@@ -541,16 +781,23 @@ impl KafkaContext {
         info!(
             source = %self.name,
             partitions = ?got,
-            from_snapshot = got.iter().filter(|k| restored.contains_key(*k)).count(),
+            // (partition, committed, snapshot): this instance's snapshot is ahead of the
+            // group (it stopped before committing it), or behind (another member read on).
+            snapshot_ahead = ?from_snapshot,
+            group_ahead = ?from_group,
             "kafka partitions assigned"
         );
     }
 
     /// Group mode, partitions revoked: everything read from them is sent and, as far as
-    /// the engine keeps up, applied and its offsets stored, so that librdkafka commits
-    /// exactly what was counted before the next owner starts reading.
+    /// the engine keeps up, applied; with `[state]` a snapshot holding it is written;
+    /// then what was applied from them is committed synchronously, so that the next
+    /// owner starts exactly where this instance's counts end.
     fn on_revoke(&self, consumer: &Kafka, tpl: &TopicPartitionList) {
-        self.flush();
+        let closing = self.closing.load(Ordering::Acquire);
+        let with_state = self.durable.is_some();
+        // On close with `[state]`, the shutdown already sent, snapshotted and committed.
+        self.send_batch(false, with_state && !closing);
         if !self.wait_applied(REVOKE_WAIT) && !self.tx.is_closed() {
             warn!(
                 source = %self.name,
@@ -559,17 +806,27 @@ impl KafkaContext {
                 self.name, REVOKE_WAIT
             );
         }
-        self.store_applied(consumer);
-        {
-            let mut inner = lock(&self.applied.inner);
-            inner.generation += 1;
-            inner.offsets.clear();
-        }
         let revoked: HashSet<(String, i32)> = tpl
             .elements()
             .iter()
             .map(|e| (e.topic().to_string(), e.partition()))
             .collect();
+        if with_state && closing {
+            // Commits come from snapshots only: the final one was committed before close.
+        } else {
+            if !with_state {
+                self.store_applied(consumer);
+            }
+            self.commit_applied(consumer, &revoked);
+        }
+        {
+            let mut inner = lock(&self.applied.inner);
+            inner.generation += 1;
+            inner
+                .offsets
+                .retain(|(t, p), _| !revoked.contains(&(t.to_string(), *p)));
+        }
+        lock(&self.marks).retain(|k, _| !revoked.contains(k));
         let mut st = self.state();
         let gone = |t: &str, p: i32| revoked.contains(&(t.to_string(), p));
         st.assigned.retain(|(t, p)| !gone(t, *p));
@@ -581,18 +838,18 @@ impl KafkaContext {
             self.status.set_up(false);
         }
         // A rebalance hands these partitions to another instance, which resumes at the
-        // offsets just committed: their positions leave the snapshot, or a restart
-        // would resume at them again and count what the other instance counted. On close
-        // they stay: this instance's snapshot is then the truth for them (a failed final
-        // commit must not cost events).
-        let moving = !self.closing.load(Ordering::Acquire) && !revoked.is_empty();
+        // offsets just committed: their positions leave the snapshot (were they to return
+        // here, they start at the group's offset then). On close they stay: this
+        // instance's snapshot is then the truth for them (a failed final commit must not
+        // cost events: the restart starts at the larger of it and the group's offset).
+        let moving = !closing && !revoked.is_empty();
         if moving {
             st.parts.retain(|p| !gone(&p.topic, p.partition));
             st.last = 0;
         }
         drop(st);
         if moving {
-            self.send_batch(true);
+            self.send_batch(true, false);
         }
         info!(source = %self.name, partitions = ?revoked, "kafka partitions revoked");
     }
@@ -840,7 +1097,7 @@ impl ConsumerContext for KafkaContext {
         );
         let result = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                self.on_assign(tpl);
+                self.on_assign(consumer, tpl);
                 if cooperative {
                     consumer.incremental_assign(tpl)
                 } else {
@@ -867,19 +1124,10 @@ impl ConsumerContext for KafkaContext {
         }
     }
 
-    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
-        if let Err(e) = result {
-            // Nothing new to commit is reported as an error too.
-            if e.rdkafka_error_code() == Some(RDKafkaErrorCode::NoOffset) {
-                return;
-            }
-            if let Some(held) = self.limit.allow("commit") {
-                warn!(
-                    source = %self.name, held,
-                    "kafka source `{}`: committing offsets failed: {e}; retried with the next commit",
-                    self.name
-                );
-            }
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) => self.committed(offsets),
+            Err(e) => self.commit_failed(&e),
         }
     }
 }
@@ -914,6 +1162,8 @@ fn consume(
         closing: AtomicBool::new(false),
         ends: Mutex::default(),
         limit: RateLimit::default(),
+        durable: ctx.durable.clone(),
+        marks: Mutex::default(),
     };
     ctx.status.set_up(false);
     let consumer: Arc<Kafka> = Arc::new(client_config.create_with_context(context).with_context(
@@ -937,11 +1187,17 @@ fn consume(
     let result = poll_loop(&consumer, &config, &stop);
 
     // Shutdown (or a fatal error): deliver what was read, give the engine a moment to
-    // apply it so its offsets are committed on close, then close.
+    // apply it (with `[state]`: and to write a snapshot holding it, whose positions are
+    // committed now; without: its offsets are committed on close), then close.
     let kc = consumer.context().clone();
-    kc.flush();
+    let with_state = kc.durable.is_some();
+    kc.send_batch(false, with_state);
     kc.wait_applied(SHUTDOWN_WAIT);
-    kc.store_applied(&consumer);
+    if with_state {
+        kc.commit_durable(&consumer, true);
+    } else {
+        kc.store_applied(&consumer);
+    }
     lag_stop.cancel();
     let _ = lag.join();
     kc.closing.store(true, Ordering::Release);
@@ -949,7 +1205,8 @@ fn consume(
     let closer = thread::Builder::new()
         .name(format!("kafka-{}-close", config.name))
         .spawn(move || {
-            drop(consumer); // leaves the group and commits the stored offsets
+            // Leaves the group; without `[state]`, commits the stored offsets.
+            drop(consumer);
             let _ = closed_tx.send(());
         });
     if closer.is_ok() && closed_rx.recv_timeout(CLOSE_WAIT).is_err() {
@@ -1005,7 +1262,7 @@ fn poll_loop(
                     DISCOVERY_RETRY
                 };
         }
-        kc.store_applied(consumer);
+        kc.after_poll(consumer);
         let timeout = deadline.map_or(IDLE_POLL, |d| d.saturating_duration_since(now));
         match consumer.poll(timeout) {
             Some(Ok(msg)) => {
@@ -1178,9 +1435,15 @@ mod tests {
                 ("fetch.wait.max.ms".to_string(), "7".to_string()),
             ]),
         };
-        let cc = client_config(&config);
+        let cc = client_config(&config, false);
+        assert_eq!(cc.get("enable.auto.commit"), Some("true"));
+        let with_state = client_config(&config, true);
+        assert_eq!(with_state.get("enable.auto.commit"), Some("false"));
         assert_eq!(cc.get("enable.auto.offset.store"), Some("false"));
         assert_eq!(cc.get("fetch.wait.max.ms"), Some("7"));
+        // Defaults that `properties` did not override.
+        assert_eq!(cc.get("session.timeout.ms"), Some("10000"));
+        assert_eq!(cc.get("heartbeat.interval.ms"), Some("3000"));
         assert_eq!(cc.get("bootstrap.servers"), Some("b:9092"));
         let text = describe(&cc);
         assert!(!text.contains("hunter2"), "{text}");

@@ -43,8 +43,13 @@ pub struct Batch {
     /// The source's position after this batch, restored into it after a restart.
     pub position: Option<serde_json::Value>,
     /// Called by the engine once every line of the batch is applied (Kafka stores its
-    /// offsets here, so nothing is committed before it is counted).
+    /// offsets here, so nothing is committed before it is counted), and after the
+    /// snapshot that [`Batch::snapshot`] asks for.
     pub on_applied: Option<Box<dyn FnOnce() + Send>>,
+    /// Write a state snapshot right after applying this batch, before `on_applied` (a
+    /// Kafka source giving up partitions in a rebalance, or stopping). Ignored without
+    /// `[state]`.
+    pub snapshot: bool,
 }
 
 /// Lines per batch that sources aim for: large enough to amortise the channel, small
@@ -60,6 +65,7 @@ impl Batch {
             arrival_ns: 0,
             position: None,
             on_applied: None,
+            snapshot: false,
         }
     }
 
@@ -148,4 +154,38 @@ pub struct SourceContext {
     pub status: Arc<SourceStatus>,
     /// Cancelled on SIGTERM/SIGINT: stop reading, send what was read, return.
     pub shutdown: CancellationToken,
+    /// With `[state]`: where the engine publishes this source's position as of each
+    /// snapshot that reached the disk. `None` without `[state]`.
+    pub durable: Option<Arc<Durable>>,
+}
+
+/// A source's position as of the last snapshot written to disk (fsynced and renamed),
+/// published by the engine after every successful snapshot. The Kafka source commits
+/// its consumer group's offsets from here only, so that the group never resumes past
+/// what a snapshot holds.
+#[derive(Debug, Default)]
+pub struct Durable {
+    latest: Mutex<Option<serde_json::Value>>,
+    fresh: AtomicBool,
+}
+
+impl Durable {
+    /// Called by the engine after a snapshot holding `position` reached the disk.
+    pub fn publish(&self, position: serde_json::Value) {
+        *self.latest.lock().expect("durable lock") = Some(position);
+        self.fresh.store(true, Ordering::Release);
+    }
+
+    /// The position published since the last call, if any.
+    pub fn take_fresh(&self) -> Option<serde_json::Value> {
+        if !self.fresh.load(Ordering::Acquire) || !self.fresh.swap(false, Ordering::AcqRel) {
+            return None;
+        }
+        self.latest.lock().expect("durable lock").clone()
+    }
+
+    /// The last position published, fresh or not.
+    pub fn latest(&self) -> Option<serde_json::Value> {
+        self.latest.lock().expect("durable lock").clone()
+    }
 }

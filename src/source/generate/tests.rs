@@ -524,6 +524,7 @@ fn context(tx: mpsc::Sender<Batch>) -> SourceContext {
         restored: None,
         status: Arc::new(SourceStatus::default()),
         shutdown: CancellationToken::new(),
+        durable: None,
     }
 }
 
