@@ -74,7 +74,9 @@ pub enum StateError {
     },
 }
 
-/// Serializes the shared state; call with the engine lock held, write outside it.
+/// Serializes the shared state whole, in memory: the reference the streamed
+/// [`write_snapshot`] is tested against byte for byte, and what the fuzz harness
+/// round-trips. The daemon never builds it.
 pub fn capture(shared: &Shared) -> Vec<u8> {
     let p = &shared.pipeline;
     let snapshot = SnapshotRef {
@@ -266,8 +268,10 @@ fn sync_dir(path: &Path) {
     }
 }
 
-/// Writes bytes from [`capture`] atomically: temp file, fsync, rename, fsync the directory.
-pub fn write(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+/// Writes bytes atomically: temp file, fsync, rename, fsync the directory. Tests write
+/// edited snapshots with it; the daemon streams through [`write_snapshot`].
+#[cfg(test)]
+fn write(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
     let err = |source| StateError::Write {
         path: path.to_path_buf(),
         source,
