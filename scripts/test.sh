@@ -11,6 +11,22 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
+# Disk: incremental state is for edit-compile loops, and no stage here reads it again;
+# line tables (not full debug info) still give panics their file and line. A fresh
+# run's build directories peaked at 4.0 GB with both at Cargo.toml's settings.
+export CARGO_INCREMENTAL=0
+export CARGO_PROFILE_RELEASE_DEBUG=line-tables-only
+
+# Free space, said first: a fresh run writes about NEED_GIB GiB (build, fuzz build,
+# venv, test data), and a CI run once failed at every stage with "No space left on
+# device" on a machine that had less.
+NEED_GIB=6
+free_space() {
+    df -Pk . "${TMPDIR:-/tmp}" | awk -v need="$NEED_GIB" 'NR > 1 && !seen[$6]++ {
+        printf "disk: %s has %.1f GiB free%s\n", $6, $4 / 1048576,
+            ($4 < need * 1048576 ? " (a fresh run needs about " need " GiB: expect \"No space left on device\")" : "") }'
+}
+free_space
 
 passed=0
 failed=0
@@ -28,6 +44,7 @@ stage() {
         failed=$((failed + 1))
         failures+=("$name")
         echo "--- FAILED: $name ($((SECONDS - start)) s)"
+        free_space
     fi
 }
 
