@@ -50,6 +50,24 @@ fn batch(seq: &mut u64, now_s: f64) -> Vec<String> {
         .collect()
 }
 
+/// Applies one batch as app::apply_batch does (a waiting reader goes first). Returns the
+/// milliseconds spent waiting for the engine lock and holding it.
+fn ingest(shared: &Mutex<Shared>, lines: &[String]) -> (f64, f64) {
+    let t = Instant::now();
+    predmon::export::yield_to_readers();
+    let mut s = shared.lock().expect("lock");
+    let got = Instant::now();
+    let arrival = predmon::now_ns();
+    for l in lines {
+        let _ = s.pipeline.ingest(0, l.as_bytes(), arrival);
+    }
+    drop(s);
+    (
+        (got - t).as_secs_f64() * 1e3,
+        got.elapsed().as_secs_f64() * 1e3,
+    )
+}
+
 fn main() {
     let seconds: f64 = std::env::args()
         .skip(1)
@@ -104,18 +122,9 @@ fn main() {
             while !stop.load(Ordering::Relaxed) {
                 let b = &batches[i % batches.len()];
                 i += 1;
-                let t = Instant::now();
-                // As app::apply_batch does: a waiting scrape goes first.
-                predmon::export::yield_to_readers();
-                let mut s = shared.lock().expect("lock");
-                let got = Instant::now();
-                let arrival = predmon::now_ns();
-                for l in b {
-                    let _ = s.pipeline.ingest(0, l.as_bytes(), arrival);
-                }
-                drop(s);
-                waits.push((got - t).as_secs_f64() * 1e3);
-                holds.push(got.elapsed().as_secs_f64() * 1e3);
+                let (wait, hold) = ingest(&shared, b);
+                waits.push(wait);
+                holds.push(hold);
                 lines += b.len() as u64;
             }
             (lines as f64 / started.elapsed().as_secs_f64(), waits, holds)
@@ -222,14 +231,7 @@ fn main() {
                 while !stop.load(Ordering::Relaxed) {
                     let b = &batches[i % batches.len()];
                     i += 1;
-                    let t = Instant::now();
-                    predmon::export::yield_to_readers();
-                    let mut s = shared.lock().expect("lock");
-                    waits.push(t.elapsed().as_secs_f64() * 1e3);
-                    let arrival = predmon::now_ns();
-                    for l in b {
-                        let _ = s.pipeline.ingest(0, l.as_bytes(), arrival);
-                    }
+                    waits.push(ingest(&shared, b).0);
                 }
                 waits
             });

@@ -133,9 +133,8 @@ fn write_snapshot_with(
     between_holds: &mut dyn FnMut(),
 ) -> Result<SnapshotStats, StateError> {
     let started = Instant::now();
-    let tmp = path.with_extension("tmp");
-    let written = File::create(&tmp).and_then(|file| {
-        let mut w = BufWriter::with_capacity(1 << 20, file);
+    let mut stats = replace_file(path, |file| {
+        let mut w = BufWriter::with_capacity(1 << 20, &mut *file);
         let mut stats = SnapshotStats::default();
         if !stream(shared, &mut w, per_hold, &mut stats, between_holds)? {
             w.flush()?;
@@ -145,25 +144,41 @@ fn write_snapshot_with(
             let whole = stream(shared, &mut w, usize::MAX, &mut stats, &mut || {})?;
             debug_assert!(whole, "one hold cannot see a change");
         }
-        let mut file = w.into_inner().map_err(|e| e.into_error())?;
+        w.flush()?;
+        drop(w);
         stats.bytes = file.stream_position()?;
-        file.sync_all()?;
         Ok(stats)
+    })?;
+    stats.total = started.elapsed();
+    Ok(stats)
+}
+
+/// Replaces `path` atomically with what `fill` writes into a new file: a temporary file
+/// beside it, fsynced, renamed over `path`, then the directory fsynced.
+fn replace_file<T>(
+    path: &Path,
+    fill: impl FnOnce(&mut File) -> std::io::Result<T>,
+) -> Result<T, StateError> {
+    let tmp = path.with_extension("tmp");
+    let written = File::create(&tmp).and_then(|mut file| {
+        let filled = fill(&mut file)?;
+        file.sync_all()?;
+        Ok(filled)
     });
-    let mut stats = match written.and_then(|stats| fs::rename(&tmp, path).map(|()| stats)) {
-        Ok(stats) => stats,
+    match written.and_then(|filled| fs::rename(&tmp, path).map(|()| filled)) {
+        Ok(filled) => {
+            sync_dir(path);
+            Ok(filled)
+        }
         Err(source) => {
             // On a full disk, a half-written temporary file would keep the space taken.
             let _ = fs::remove_file(&tmp);
-            return Err(StateError::Write {
+            Err(StateError::Write {
                 path: path.to_path_buf(),
                 source,
-            });
+            })
         }
-    };
-    sync_dir(path);
-    stats.total = started.elapsed();
-    Ok(stats)
+    }
 }
 
 /// Holds of the engine lock, timed.
@@ -272,22 +287,7 @@ fn sync_dir(path: &Path) {
 /// edited snapshots with it; the daemon streams through [`write_snapshot`].
 #[cfg(test)]
 fn write(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
-    let err = |source| StateError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    let tmp = path.with_extension("tmp");
-    let written = File::create(&tmp).and_then(|mut f| {
-        f.write_all(bytes)?;
-        f.sync_all()
-    });
-    if let Err(e) = written.and_then(|()| fs::rename(&tmp, path)) {
-        // On a full disk, a half-written temporary file would keep the space taken.
-        let _ = fs::remove_file(&tmp);
-        return Err(err(e));
-    }
-    sync_dir(path);
-    Ok(())
+    replace_file(path, |f| f.write_all(bytes))
 }
 
 /// Loads a snapshot into `shared` (whose pipeline is freshly built from the current

@@ -48,6 +48,18 @@ fn confusion(m: &Metrics) -> Counts {
 }
 
 /// `predmon report --format json` on the lines: (the report, its confusion, samples).
+/// The daemon counted each event once (none lost, none twice), and the samples and
+/// confusion cells of `predmon report` on the same lines.
+fn assert_counted(m: &Metrics, events: usize, samples: u64, expected: &Counts) {
+    assert_eq!(
+        m.sum("predmon_events_total", &[]),
+        events as f64,
+        "events lost or counted twice"
+    );
+    assert_eq!(m.sum("predmon_samples_total", &[]), samples as f64);
+    assert_eq!(&confusion(m), expected);
+}
+
 fn report(lines: &[(String, String)], dir: &Path) -> (Value, Counts, u64) {
     let file = dir.join("events.jsonl");
     let text: String = lines.iter().map(|(_, l)| format!("{l}\n")).collect();
@@ -136,12 +148,11 @@ fn produce_all(producer: &Producer, topic: &str, lines: &[(String, String)]) {
 
 #[test]
 fn daemon_counts_equal_report() {
-    let Some(tansu) = kafka::tansu() else { return };
     let t0 = Instant::now();
+    let Some((broker, topic)) = kafka::broker_with_topic("daemon", 4) else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(&tansu);
-    let topic = kafka::unique("daemon");
-    broker.create_topic(&topic, 4);
     let lines = kafka::split_events(5_000, 7);
     produce_all(&Producer::new(&broker.bootstrap()), &topic, &lines);
     let (full_report, expected, samples) = report(&lines, dir.path());
@@ -159,10 +170,8 @@ fn daemon_counts_equal_report() {
     wait_until(Duration::from_secs(10), "/readyz", || ready(&d));
     std::thread::sleep(Duration::from_secs(1));
     let m = d.metrics();
-    assert_eq!(m.sum("predmon_events_total", &[]), lines.len() as f64);
+    assert_counted(&m, lines.len(), samples, &expected);
     assert_eq!(m.sum("predmon_events_rejected_total", &[]), 0.0);
-    assert_eq!(m.sum("predmon_samples_total", &[]), samples as f64);
-    assert_eq!(confusion(&m), expected);
     daemon::assert_metrics_match_report(&m, &full_report);
     assert_eq!(m.sum("predmon_source_up", &[("source", "kafka")]), 1.0);
     sigterm(d);
@@ -171,12 +180,11 @@ fn daemon_counts_equal_report() {
 
 #[test]
 fn kill_9_and_restart_three_times_counts_each_event_once() {
-    let Some(tansu) = kafka::tansu() else { return };
     let t0 = Instant::now();
+    let Some((broker, topic)) = kafka::broker_with_topic("kill", 4) else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(&tansu);
-    let topic = kafka::unique("kill");
-    broker.create_topic(&topic, 4);
     let lines = kafka::split_events(15_000, 11);
     let (_, expected, samples) = report(&lines, dir.path());
     let config = write_config(
@@ -237,13 +245,7 @@ fn kill_9_and_restart_three_times_counts_each_event_once() {
     d.wait_for_events(lines.len() as u64, Duration::from_secs(60));
     std::thread::sleep(Duration::from_secs(2));
     let m = d.metrics();
-    assert_eq!(
-        m.sum("predmon_events_total", &[]),
-        lines.len() as f64,
-        "events counted twice"
-    );
-    assert_eq!(m.sum("predmon_samples_total", &[]), samples as f64);
-    assert_eq!(confusion(&m), expected);
+    assert_counted(&m, lines.len(), samples, &expected);
     sigterm(d);
     eprintln!(
         "kill -9: final run restored {restored} events; {kills_mid_stream} of 3 kills mid-stream; \
@@ -255,12 +257,11 @@ fn kill_9_and_restart_three_times_counts_each_event_once() {
 
 #[test]
 fn two_instances_in_a_group_sum_to_one() {
-    let Some(tansu) = kafka::tansu() else { return };
     let t0 = Instant::now();
+    let Some((broker, topic)) = kafka::broker_with_topic("scale", 4) else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(&tansu);
-    let topic = kafka::unique("scale");
-    broker.create_topic(&topic, 4);
     let lines = kafka::split_events(5_000, 13);
     let (_, expected, samples) = report(&lines, dir.path());
     let group = kafka::unique("g");
@@ -506,12 +507,11 @@ fn mtime(path: &Path) -> Option<std::time::SystemTime> {
 /// production. (It counted 13,570 events for 10,000 before offsets followed snapshots.)
 #[test]
 fn a_group_member_killed_mid_stream_loses_and_repeats_nothing() {
-    let Some(tansu) = kafka::tansu() else { return };
     let t0 = Instant::now();
+    let Some((broker, topic)) = kafka::broker_with_topic("crash", 4) else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(&tansu);
-    let topic = kafka::unique("crash");
-    broker.create_topic(&topic, 4);
     let group = kafka::unique("g");
     let config = |name: &str| {
         write_config_with(
@@ -714,12 +714,11 @@ fn readyz(d: &Daemon) -> Option<u16> {
 /// `predmon report` over what the topic holds. ~30 s (down after ~7 s, paused 12 s).
 #[test]
 fn broker_paused_mid_stream_marks_down_and_counts_match() {
-    let Some(tansu) = kafka::tansu() else { return };
     let t0 = Instant::now();
+    let Some((broker, topic)) = kafka::broker_with_topic("pause", 4) else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(&tansu);
-    let topic = kafka::unique("pause");
-    broker.create_topic(&topic, 4);
     let lines = kafka::split_events(4_000, 17);
     let config = write_config(
         dir.path(),
@@ -792,9 +791,7 @@ fn broker_paused_mid_stream_marks_down_and_counts_match() {
     d.wait_for_events(held.len() as u64, Duration::from_secs(60));
     std::thread::sleep(Duration::from_secs(2));
     let m = d.metrics();
-    assert_eq!(m.sum("predmon_events_total", &[]), held.len() as f64);
-    assert_eq!(m.sum("predmon_samples_total", &[]), samples as f64);
-    assert_eq!(confusion(&m), expected);
+    assert_counted(&m, held.len(), samples, &expected);
     assert_eq!(m.sum("predmon_source_up", &[("source", "kafka")]), 1.0);
     sigterm(d);
     eprintln!(
@@ -810,12 +807,11 @@ fn broker_paused_mid_stream_marks_down_and_counts_match() {
 /// counts of `predmon report` over the messages. ~10 s.
 #[test]
 fn generate_to_kafka_delivers_exactly_count_events() {
-    let Some(tansu) = kafka::tansu() else { return };
     let t0 = Instant::now();
+    let Some((broker, topic)) = kafka::broker_with_topic("gen", 4) else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(&tansu);
-    let topic = kafka::unique("gen");
-    broker.create_topic(&topic, 4);
     let n = 20_000;
     let out = std::process::Command::new(daemon::BIN)
         .args([
@@ -856,9 +852,7 @@ fn generate_to_kafka_delivers_exactly_count_events() {
     d.wait_for_events(n, Duration::from_secs(60));
     std::thread::sleep(Duration::from_secs(1));
     let m = d.metrics();
-    assert_eq!(m.sum("predmon_events_total", &[]), n as f64);
-    assert_eq!(m.sum("predmon_samples_total", &[]), samples as f64);
-    assert_eq!(confusion(&m), expected);
+    assert_counted(&m, held.len(), samples, &expected);
     sigterm(d);
     eprintln!("generate -> kafka: {n} events exact, {:?}", t0.elapsed());
 }

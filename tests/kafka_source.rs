@@ -342,11 +342,10 @@ fn assert_positions_monotonic(positions: &[Value], topic: &str) {
 
 #[test]
 fn assign_mode_delivers_every_message_once_with_positions() {
-    let Some(tansu) = kafka::tansu() else { return };
     let t0 = Instant::now();
-    let broker = Broker::start(&tansu);
-    let topic = kafka::unique("assign");
-    broker.create_topic(&topic, 4);
+    let Some((broker, topic)) = kafka::broker_with_topic("assign", 4) else {
+        return;
+    };
     let producer = Producer::new(&broker.bootstrap());
     let n = 20_000;
     let expected = produce(&producer, &topic, 0..n);
@@ -384,11 +383,10 @@ fn assign_mode_delivers_every_message_once_with_positions() {
 
 #[test]
 fn restart_from_the_applied_position_loses_and_repeats_nothing() {
-    let Some(tansu) = kafka::tansu() else { return };
     let t0 = Instant::now();
-    let broker = Broker::start(&tansu);
-    let topic = kafka::unique("restore");
-    broker.create_topic(&topic, 4);
+    let Some((broker, topic)) = kafka::broker_with_topic("restore", 4) else {
+        return;
+    };
     let producer = Producer::new(&broker.bootstrap());
     let mut expected = produce(&producer, &topic, 0..30_000);
     let rt = runtime();
@@ -512,11 +510,10 @@ fn broker_outage_marks_down_and_loses_nothing() {
 /// event exactly once.
 #[test]
 fn broker_paused_marks_down_and_loses_nothing() {
-    let Some(tansu) = kafka::tansu() else { return };
     let t0 = Instant::now();
-    let broker = Broker::start(&tansu);
-    let topic = kafka::unique("paused");
-    broker.create_topic(&topic, 4);
+    let Some((broker, topic)) = kafka::broker_with_topic("paused", 4) else {
+        return;
+    };
     let rt = runtime();
     let mut o = Options::new("assign");
     o.properties = vec![("socket.timeout.ms", "2000")];
@@ -650,11 +647,10 @@ fn broker_killed_and_restarted_on_durable_storage_loses_nothing() {
 
 #[test]
 fn group_mode_single_member_gets_every_partition() {
-    let Some(tansu) = kafka::tansu() else { return };
     let t0 = Instant::now();
-    let broker = Broker::start(&tansu);
-    let topic = kafka::unique("group");
-    broker.create_topic(&topic, 4);
+    let Some((broker, topic)) = kafka::broker_with_topic("group", 4) else {
+        return;
+    };
     let producer = Producer::new(&broker.bootstrap());
     let n = 8_000;
     let expected = produce(&producer, &topic, 0..n);
@@ -680,11 +676,10 @@ fn group_mode_single_member_gets_every_partition() {
 
 #[test]
 fn consumer_lag_is_reported_and_drains_to_zero() {
-    let Some(tansu) = kafka::tansu() else { return };
     let t0 = Instant::now();
-    let broker = Broker::start(&tansu);
-    let topic = kafka::unique("lag");
-    broker.create_topic(&topic, 2);
+    let Some((broker, topic)) = kafka::broker_with_topic("lag", 2) else {
+        return;
+    };
     let producer = Producer::new(&broker.bootstrap());
     let n = 40_000;
     produce(&producer, &topic, 0..n);
@@ -727,11 +722,10 @@ fn consumer_lag_is_reported_and_drains_to_zero() {
 fn group_mode_starts_at_the_larger_of_commit_and_snapshot() {
     use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
     use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-    let Some(tansu) = kafka::tansu() else { return };
     let t0 = Instant::now();
-    let broker = Broker::start(&tansu);
-    let topic = kafka::unique("start");
-    broker.create_topic(&topic, 2);
+    let Some((broker, topic)) = kafka::broker_with_topic("start", 2) else {
+        return;
+    };
     let producer = Producer::new(&broker.bootstrap());
     produce(&producer, &topic, 0..600);
     let ends = producer.ends();

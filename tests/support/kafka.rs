@@ -14,6 +14,8 @@
 //! - [`tansu`]: `$PREDMON_TANSU` (exported by `source scripts/test-env.sh`). When it is
 //!   missing it panics under `CI=true` and otherwise prints a notice and returns `None`:
 //!   `let Some(tansu) = kafka::tansu() else { return };` skips the test.
+//! - [`broker_with_topic`]`(prefix, partitions)`: the two below in one step, as
+//!   `let Some((broker, topic)) = kafka::broker_with_topic("x", 4) else { return };`.
 //! - [`Broker::start`]`(&tansu)`: tansu on a free port, killed on drop (memory storage:
 //!   its topics die with it). [`Broker::start_behind_proxy`] puts a [`Proxy`] in front and
 //!   advertises the proxy's address, so clients (re)connect only through it.
@@ -94,6 +96,16 @@ fn tool(var: &str, what: &str) -> Option<PathBuf> {
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// A name unique to this process and call, e.g. for topics and groups.
+/// What most tests start from: a broker ([`Broker::start`]) with a fresh topic named
+/// after `prefix` ([`unique`]). `None` where [`tansu`] is `None`: the test is skipped.
+pub fn broker_with_topic(prefix: &str, partitions: u32) -> Option<(Broker, String)> {
+    let tansu = tansu()?;
+    let broker = Broker::start(&tansu);
+    let topic = unique(prefix);
+    broker.create_topic(&topic, partitions);
+    Some((broker, topic))
+}
+
 pub fn unique(prefix: &str) -> String {
     format!(
         "{prefix}-{}-{}",
