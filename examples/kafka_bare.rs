@@ -99,7 +99,22 @@ fn produce(brokers: &str, topic: &str, count: u64) {
 }
 
 /// Messages per second of a bare consumer that parses each message.
-fn bare(brokers: &str, topic: &str, count: u64) -> f64 {
+/// CPU time of this process's threads so far (Linux: the kernel's per-thread run time).
+fn cpu_seconds() -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return f64::NAN;
+    };
+    let ns: u64 = tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    ns as f64 / 1e9
+}
+
+/// Messages per second from the first message, and CPU microseconds per message (all
+/// threads, librdkafka's included) over the same span.
+fn bare(brokers: &str, topic: &str, count: u64) -> (f64, f64) {
     let consumer: BaseConsumer = tuned(brokers).create().expect("consumer");
     let md = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(10))
@@ -112,10 +127,14 @@ fn bare(brokers: &str, topic: &str, count: u64) -> f64 {
     consumer.assign(&tpl).expect("assign");
     let (mut n, mut bad) = (0u64, 0u64);
     let mut start = None;
+    let mut cpu_start = 0.0;
     while n < count {
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
-                start.get_or_insert_with(Instant::now);
+                start.get_or_insert_with(|| {
+                    cpu_start = cpu_seconds();
+                    Instant::now()
+                });
                 if !m.payload().is_some_and(parse) {
                     bad += 1;
                 }
@@ -126,10 +145,11 @@ fn bare(brokers: &str, topic: &str, count: u64) -> f64 {
         }
     }
     let s = start.expect("read something").elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu_start;
     if bad > 0 {
         eprintln!("bare: {bad} messages did not parse");
     }
-    count as f64 / s
+    (count as f64 / s, cpu * 1e6 / count as f64)
 }
 
 /// Messages per second through predmon's Kafka source, parsed by the batch receiver.
@@ -230,13 +250,16 @@ fn main() {
     });
     match mode.as_str() {
         "produce" => produce(brokers, topic, count),
-        "bare" => println!("bare    {:.0} msgs/s", bare(brokers, topic, count)),
+        "bare" => {
+            let (rate, cpu) = bare(brokers, topic, count);
+            println!("bare    {rate:.0} msgs/s, {cpu:.3} us CPU per message");
+        }
         "predmon" => println!("predmon {:.0} msgs/s", predmon(brokers, topic, count)),
         "compare" => {
             let rounds: usize = args.get(4).and_then(|r| r.parse().ok()).unwrap_or(3);
             let (mut b, mut p) = (Vec::new(), Vec::new());
             for round in 0..rounds {
-                b.push(bare(brokers, topic, count));
+                b.push(bare(brokers, topic, count).0);
                 p.push(predmon(brokers, topic, count));
                 println!(
                     "round {round}: bare {:.0} msgs/s, predmon {:.0} msgs/s",

@@ -228,6 +228,10 @@ say "scrape, /api/v1/models and the page under load, in-process (5 s each)"
 "$SCRAPE" 5 >"$work/scrape.txt" 2>"$work/scrape.err"
 
 KAFKA_OK=0
+declare -A KCPU # Kafka stage: name -> space-separated samples of CPU microseconds per message
+sched_ns() { # CPU nanoseconds of every thread of process $1 so far
+    cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { print s + 0 }'
+}
 kafka_stage() {
     if [ -z "${PREDMON_TANSU:-}" ]; then
         # shellcheck disable=SC1091
@@ -258,13 +262,27 @@ kafka_stage() {
     # bare consumer read 1.1 M msgs/s in one round and 1.5 M in another), and a ratio of
     # figures taken minutes apart measured that drift more than the consumers.
     say "kafka: bare consumer + serde_json (examples/kafka_bare.rs) and predmon run, alternated"
+    # CPU per message as well as the rate: both consumers share two cores with the
+    # broker, so the rates follow the CPU each spends per message (tansu's included).
     KAFKA_OK=1
+    local t0
     for ((i = 0; i < RUNS; i++)); do
+        t0=$(sched_ns "$tansu_pid")
         timed kafka_bare "$repo/target/release/examples/kafka_bare" bare "127.0.0.1:$port" bench "$lines" ||
             { skip kafka "the bare consumer failed"; kill "$tansu_pid"; KAFKA_OK=0; return; }
+        KCPU[tansu_bare]="${KCPU[tansu_bare]:-} $(awk -v a="$t0" -v b="$(sched_ns "$tansu_pid")" -v n="$lines" 'BEGIN { printf "%.3f", (b - a) / 1e3 / n }')"
         RATES[kafka_bare]="${RATES[kafka_bare]:-} $(awk '/msgs\/s/ { print $2 }' "$work/out.txt")"
+        KCPU[bare]="${KCPU[bare]:-} $(sed -n 's/.*, \([0-9.]*\) us CPU per message/\1/p' "$work/out.txt")"
+        t0=$(sched_ns "$tansu_pid")
         RUNS=1 daemon_runs run_kafka --lines "$lines" --brokers "127.0.0.1:$port" --topic bench --timeout 120 ||
             { skip kafka_predmon "predmon run with a kafka source failed (see above)"; KAFKA_OK=0; break; }
+        KCPU[tansu_predmon]="${KCPU[tansu_predmon]:-} $(awk -v a="$t0" -v b="$(sched_ns "$tansu_pid")" -v n="$lines" 'BEGIN { printf "%.3f", (b - a) / 1e3 / n }')"
+        for t in total predmon-engine kafka-src rdk:broker predmon; do
+            KCPU[$t]="${KCPU[$t]:-} $(python3 -c 'import json, sys
+cpu = json.loads(sys.argv[1]).get("cpu_us", {})
+# librdkafka names its broker threads after the broker (rdk:broker1, rdk:broker-1 ...)
+print(sum(v for k, v in cpu.items() if k == sys.argv[2] or (sys.argv[2] == "rdk:broker" and k.startswith("rdk:"))))' "${DAEMON[run_kafka]}" "$t")"
+        done
     done
     kill "$tansu_pid" 2>/dev/null || true
     wait "$tansu_pid" 2>/dev/null || true
@@ -351,6 +369,7 @@ table="$work/table.md"
     echo "| \`/api/v1/models\` at 20 x 20 x 4, in-process under load: request / engine lock held (median / max of $(kv api_requests)) | $(kv api_ms_median) / $(kv api_ms_max) ms; $(kv api_lock_ms_median) / $(kv api_lock_ms_max) ms |"
     echo "| page at \`/\`, the same: request / engine lock held (median / max of $(kv page_requests)) | $(kv page_ms_median) / $(kv page_ms_max) ms; $(kv page_lock_ms_median) / $(kv page_lock_ms_max) ms |"
     echo "| longest ingestion stall behind \`/api/v1/models\` / the page (computed under the lock as before: $(kv api_locked_ingest_lock_wait_ms_max) / $(kv page_locked_ingest_lock_wait_ms_max) ms) | $(kv api_ingest_lock_wait_ms_max) / $(kv page_ingest_lock_wait_ms_max) ms |"
+    [ "$KAFKA_OK" = 1 ] && echo "| Kafka, CPU per message (medians): bare consumer / tansu meanwhile; predmon run (engine + Kafka polling thread + librdkafka's threads + HTTP) / tansu meanwhile | $(median "${KCPU[bare]:-}") / $(median "${KCPU[tansu_bare]:-}") µs; $(median "${KCPU[total]:-}") ($(median "${KCPU[predmon-engine]:-}") + $(median "${KCPU[kafka-src]:-}") + $(median "${KCPU[rdk:broker]:-}") + $(median "${KCPU[predmon]:-}")) / $(median "${KCPU[tansu_predmon]:-}") µs |"
     echo "| RSS steady state, daemon at 20 x 20 x 4 after ingesting $N_COMB events | $(awk -v k="$RSS20" 'BEGIN { printf "%.1f MiB", k / 1024 }') |"
     echo "| memory per pending join entry ($(lines_of "$work/pending.jsonl") pending prediction halves, \`report\`) | $PENDING_BYTES bytes (peak RSS $(mib pending)) |"
     echo "| \`predmon run\` holding $(lines_of "$work/pending.jsonl") pending prediction halves, VmHWM: without \`[state]\` / with \`[state]\` (a snapshot every 2 s for 10 s) / restarted from that snapshot | $(pmib hwm_plain) / $(pmib hwm_state) / $(pmib hwm_restart) |"

@@ -13,6 +13,9 @@ Prints one JSON object:
   scrape_ms     time of each /metrics request made while ingesting (client side)
   idle_scrape_ms  the same, after ingestion finished (render time without contention)
   exposition_bytes  size of the last exposition
+  cpu_us        CPU time (user + system) per event between those two scrapes, by
+                thread name (predmon-engine, kafka-src, rdk:broker..., predmon for the
+                HTTP runtime) and in "total": which thread a rate is spent in
 
 With --state DIR the daemon snapshots its state to DIR/state.json every
 --state-interval; --hold S then keeps it running S seconds after ingestion, requesting
@@ -52,6 +55,22 @@ def proc_kib(pid, key):
             if line.startswith(key + ":"):
                 return int(line.split()[1])
     return 0
+
+
+def thread_cpu_seconds(pid):
+    """CPU seconds (user + system) of each of pid's threads, summed by thread name."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                stat = f.read()
+        except OSError:  # the thread ended meanwhile
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
 
 
 def main():
@@ -122,9 +141,18 @@ def main():
             if seen > 0 and "first_seconds" not in out:
                 out["first_seconds"] = time.perf_counter() - started
                 out["first_events"] = seen
+                first_cpu = thread_cpu_seconds(proc.pid)
             if seen >= a.lines:
                 out["seconds"] = time.perf_counter() - started
                 out["hwm_kib"] = proc_kib(proc.pid, "VmHWM")
+                if seen > out["first_events"]:
+                    n = seen - out["first_events"]
+                    cpu = {
+                        name: (t - first_cpu.get(name, 0.0)) * 1e6 / n
+                        for name, t in thread_cpu_seconds(proc.pid).items()
+                    }
+                    out["cpu_us"] = {k: round(v, 3) for k, v in cpu.items() if v > 0}
+                    out["cpu_us"]["total"] = round(sum(cpu.values()), 3)
                 break
             out["scrape_ms"].append(took * 1e3)
             time.sleep(max(0.0, a.every - took))

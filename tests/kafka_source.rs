@@ -52,6 +52,8 @@ struct Options {
     /// got to them).
     max_batches: usize,
     properties: Vec<(&'static str, &'static str)>,
+    /// More topics for the same source, after the one `start` is given.
+    more_topics: Vec<String>,
 }
 
 impl Options {
@@ -64,6 +66,7 @@ impl Options {
             capacity: 8,
             max_batches: usize::MAX,
             properties: Vec::new(),
+            more_topics: Vec::new(),
         }
     }
 }
@@ -96,7 +99,9 @@ fn start(rt: &tokio::runtime::Runtime, bootstrap: &str, topic: &str, o: Options)
     let config = KafkaSource {
         name: "kafka-test".into(),
         brokers: bootstrap.into(),
-        topics: vec![topic.into()],
+        topics: std::iter::once(topic.to_string())
+            .chain(o.more_topics.iter().cloned())
+            .collect(),
         group_id: o.group.clone(),
         mode: o.mode.into(),
         properties: o
@@ -322,11 +327,14 @@ fn position_of(topic: &str, ends: &BTreeMap<i32, i64>) -> Value {
 }
 
 /// Offsets never go back, and every batch's position covers the partitions of the ones
-/// before it (positions are cumulative).
+/// before it (positions are cumulative). A topic is absent only until its first message.
 fn assert_positions_monotonic(positions: &[Value], topic: &str) {
     let mut last: BTreeMap<String, i64> = BTreeMap::new();
     for pos in positions {
-        let parts = pos[topic].as_object().expect("position has the topic");
+        let Some(parts) = pos[topic].as_object() else {
+            assert!(last.is_empty(), "the position lost topic {topic}: {pos}");
+            continue;
+        };
         for (p, o) in &last {
             let now = parts
                 .get(p)
@@ -376,6 +384,55 @@ fn assign_mode_delivers_every_message_once_with_positions() {
     assert_eq!(got.positions.last().unwrap(), &position_of(&topic, &ends));
     eprintln!(
         "assign: {n} messages in {} batches, {:?} in all",
+        got.batches,
+        t0.elapsed()
+    );
+}
+
+/// One source reading two topics: every message of both once, and the position keeps
+/// each topic's partitions apart. (A one-topic source takes the topic name from its
+/// configuration; with two it reads it from each message.)
+#[test]
+fn two_topics_in_one_source_deliver_every_message_once_with_positions() {
+    let t0 = Instant::now();
+    let Some((broker, first)) = kafka::broker_with_topic("two-a", 2) else {
+        return;
+    };
+    let second = kafka::unique("two-b");
+    broker.create_topic(&second, 3);
+    let (pa, pb) = (
+        Producer::new(&broker.bootstrap()),
+        Producer::new(&broker.bootstrap()),
+    );
+    let mut expected = produce(&pa, &first, 0..5_000);
+    expected.extend(produce(&pb, &second, 5_000..12_000));
+    let (ends_a, ends_b) = (pa.ends(), pb.ends());
+    assert_eq!(
+        (ends_a.len(), ends_b.len()),
+        (2, 3),
+        "{ends_a:?} {ends_b:?}"
+    );
+
+    let rt = runtime();
+    let mut o = Options::new("assign");
+    o.more_topics = vec![second.clone()];
+    let run = start(&rt, &broker.bootstrap(), &first, o);
+    wait_until(Duration::from_secs(30), "all events", || {
+        run.events() >= expected.len()
+    });
+    // Anything extra would show up now.
+    std::thread::sleep(Duration::from_millis(1500));
+    let got = run.stop(&rt);
+
+    assert_exactly_once(&got.lines, &expected);
+    assert_positions_monotonic(&got.positions, &first);
+    assert_positions_monotonic(&got.positions, &second);
+    let mut want = position_of(&first, &ends_a);
+    want[&second] = position_of(&second, &ends_b)[&second].clone();
+    assert_eq!(got.positions.last().unwrap(), &want);
+    eprintln!(
+        "two topics: {} messages in {} batches, {:?} in all",
+        expected.len(),
         got.batches,
         t0.elapsed()
     );
