@@ -390,8 +390,7 @@ fn assign_mode_delivers_every_message_once_with_positions() {
 }
 
 /// One source reading two topics: every message of both once, and the position keeps
-/// each topic's partitions apart. (A one-topic source takes the topic name from its
-/// configuration; with two it reads it from each message.)
+/// each topic's partitions apart (partition numbers repeat across topics).
 #[test]
 fn two_topics_in_one_source_deliver_every_message_once_with_positions() {
     let t0 = Instant::now();

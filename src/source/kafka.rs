@@ -458,10 +458,6 @@ struct KafkaContext {
     index: usize,
     mode: Mode,
     max_event_bytes: usize,
-    /// The topic when the source reads exactly one (not a `^` pattern, which librdkafka
-    /// subscribes to as a regular expression): every message is from it, so the name is
-    /// not read back from each message (a C string checked as UTF-8 each time).
-    only_topic: Option<String>,
     tx: mpsc::Sender<Batch>,
     status: Arc<SourceStatus>,
     state: Mutex<State>,
@@ -499,8 +495,7 @@ impl KafkaContext {
             st.open = true;
             st.batch.arrival_ns = crate::now_ns();
         }
-        let topic = self.only_topic.as_deref().unwrap_or_else(|| msg.topic());
-        let i = st.part_index(topic, msg.partition());
+        let i = st.part_index(msg.topic(), msg.partition());
         let part = &mut st.parts[i];
         part.next = msg.offset() + 1;
         part.in_batch = true;
@@ -1151,10 +1146,6 @@ fn consume(
         index: ctx.index,
         mode,
         max_event_bytes: ctx.max_event_bytes,
-        only_topic: match config.topics.as_slice() {
-            [topic] if !topic.starts_with('^') => Some(topic.clone()),
-            _ => None,
-        },
         tx: ctx.tx.clone(),
         status: ctx.status.clone(),
         state: Mutex::new(State {
@@ -1249,17 +1240,14 @@ fn poll_loop(
     // When the open batch must go, whether or not it is full.
     let mut deadline: Option<Instant> = None;
     let mut polls: u32 = 0;
-    // While messages keep coming, the clock is read (and the token, which takes a lock,
-    // checked) every 64 polls: each read costs about as much as handing a message on.
-    let mut now = Instant::now();
-    let mut flowing = false;
     loop {
         polls = polls.wrapping_add(1);
-        if !flowing || polls.is_multiple_of(64) {
-            now = Instant::now();
-            if stop.is_cancelled() || kc.closed.load(Ordering::Acquire) {
-                break;
-            }
+        let now = Instant::now();
+        // Every 64 messages or when idle: checking the token takes a lock.
+        if (polls.is_multiple_of(64) || deadline.is_none())
+            && (stop.is_cancelled() || kc.closed.load(Ordering::Acquire))
+        {
+            break;
         }
         if deadline.is_some_and(|d| now >= d) {
             kc.flush();
@@ -1276,9 +1264,7 @@ fn poll_loop(
         }
         kc.after_poll(consumer);
         let timeout = deadline.map_or(IDLE_POLL, |d| d.saturating_duration_since(now));
-        let polled = consumer.poll(timeout);
-        flowing = matches!(polled, Some(Ok(_)));
-        match polled {
+        match consumer.poll(timeout) {
             Some(Ok(msg)) => {
                 let (full, opened) = kc.push(&msg);
                 drop(msg);
@@ -1286,8 +1272,7 @@ fn poll_loop(
                     kc.flush();
                     deadline = None;
                 } else if opened {
-                    // `now` is at most 64 messages old: microseconds.
-                    deadline = Some(now + LINGER);
+                    deadline = Some(Instant::now() + LINGER);
                 }
             }
             Some(Err(KafkaError::MessageConsumptionFatal(code))) => anyhow::bail!(
