@@ -221,6 +221,13 @@ impl Join {
         self.live += 1;
     }
 
+    /// Adds a half read back from a snapshot or copied, which carries no hash (it is not
+    /// serialized).
+    fn push_restored(&mut self, mut half: Pending) {
+        half.hash = key_hash(half.model, &half.id);
+        self.push(half);
+    }
+
     fn remove(&mut self, seq: u64, hash: u64) -> Pending {
         self.generation += 1;
         if let Ok(slot) = self.table.find_entry(hash, |&s| s == seq) {
@@ -301,9 +308,8 @@ impl Join {
 impl From<Vec<Pending>> for Join {
     fn from(halves: Vec<Pending>) -> Join {
         let mut join = Join::default();
-        for mut h in halves {
-            h.hash = key_hash(h.model, &h.id);
-            join.push(h);
+        for h in halves {
+            join.push_restored(h);
         }
         join
     }
@@ -321,9 +327,8 @@ impl<'de> Deserialize<'de> for Join {
             }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Join, A::Error> {
                 let mut join = Join::default();
-                while let Some(mut h) = seq.next_element::<Pending>()? {
-                    h.hash = key_hash(h.model, &h.id);
-                    join.push(h);
+                while let Some(h) = seq.next_element::<Pending>()? {
+                    join.push_restored(h);
                 }
                 Ok(join)
             }
